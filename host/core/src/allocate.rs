@@ -1,0 +1,891 @@
+//! The built-in allocation policy (DESIGN.md §4): a snapshot of pools,
+//! Services, Namespaces and held addresses in, a plan out.
+//!
+//! The steps, in order:
+//! 1. pools are validated in age order (malformed, duplicate name, overlap
+//!    with an earlier valid pool) and put in candidate order (priority, name);
+//! 2. qualifying Services are sorted by age, then namespace/name;
+//! 3. held addresses are kept, oldest Service first, while still valid;
+//! 4. Services with requested addresses are served, then the rest.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::addr::{Family, value};
+use crate::pool::{FamilyPool, PoolDecl, PoolSpec, Ranges};
+use crate::selector::Labels;
+use crate::service::{FamilyPolicy, Held, Request, Service, ServiceRef, by_age};
+
+/// The `loadBalancerClass` Herald serves by default.
+pub const DEFAULT_LOAD_BALANCER_CLASS: &str = "herald.dev/lb";
+
+/// The label every Namespace carries, even one with no Namespace object.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Settings of the allocator that are not in the manifests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Services whose `loadBalancerClass` is set to anything else are not Herald's.
+    pub load_balancer_class: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            load_balancer_class: DEFAULT_LOAD_BALANCER_CLASS.to_owned(),
+        }
+    }
+}
+
+/// Everything allocation looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `IPPool` objects.
+    pub pools: Vec<PoolDecl>,
+    /// Services of every type (those that do not qualify are ignored).
+    pub services: Vec<Service>,
+    /// Namespace labels by namespace name.
+    pub namespaces: BTreeMap<String, Labels>,
+    /// `IPAllocation` objects.
+    pub allocations: Vec<Held>,
+}
+
+/// Why a Service has no addresses: the fixed vocabulary of DESIGN.md §4.8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum PendingReason {
+    /// No pool may serve the Service at all.
+    NoMatchingPool,
+    /// Some pool could serve it, but all such pools are full.
+    PoolExhausted,
+    /// A requested address lies in no pool the Service may use, or the
+    /// requested addresses lie in different pools.
+    #[serde(rename = "RequestedIPNotInPool")]
+    RequestedIpNotInPool,
+    /// A requested address is held by a Service it may not share with.
+    #[serde(rename = "RequestedIPInUse")]
+    RequestedIpInUse,
+    /// RequireDualStack, and no candidate pool has both families.
+    DualStackUnavailable,
+    /// The request does not parse or does not fit the family policy.
+    InvalidRequest,
+}
+
+impl fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PendingReason::NoMatchingPool => "NoMatchingPool",
+            PendingReason::PoolExhausted => "PoolExhausted",
+            PendingReason::RequestedIpNotInPool => "RequestedIPNotInPool",
+            PendingReason::RequestedIpInUse => "RequestedIPInUse",
+            PendingReason::DualStackUnavailable => "DualStackUnavailable",
+            PendingReason::InvalidRequest => "InvalidRequest",
+        })
+    }
+}
+
+/// A Service that got no addresses, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The reason, from the fixed vocabulary.
+    pub reason: PendingReason,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// What one qualifying Service gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The Service.
+    pub service: ServiceRef,
+    /// Its addresses, in the Service's family order; empty when Pending.
+    pub ips: Vec<IpAddr>,
+    /// The pool they come from; `None` when Pending.
+    pub pool: Option<String>,
+    /// The Service's sharing key.
+    pub sharing_key: Option<String>,
+    /// Why it has no addresses.
+    pub pending: Option<Pending>,
+}
+
+/// How full a pool is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `metadata.name`.
+    pub name: String,
+    /// Whether the pool is used at all.
+    pub valid: bool,
+    /// Usable addresses (after `avoidBuggyIPs`; 0 when invalid; saturates at
+    /// `u128::MAX`).
+    pub capacity: u128,
+    /// Distinct addresses held.
+    pub allocated: u128,
+}
+
+/// A problem with an object that made Herald ignore it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigError {
+    /// The object's kind (`IPPool`, `Service`…).
+    pub kind: String,
+    /// The object's name (`namespace/name` when namespaced).
+    pub name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The result of [`allocate`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Qualifying Services, by namespace and name.
+    pub services: Vec<Outcome>,
+    /// Every pool, by name (invalid ones too).
+    pub pools: Vec<PoolUsage>,
+    /// Objects that were ignored, and why.
+    pub errors: Vec<ConfigError>,
+}
+
+impl Plan {
+    /// The held addresses this plan records, one per address, as the
+    /// controller writes them as `IPAllocation` objects (sorted by address).
+    pub fn allocations(&self) -> Vec<Held> {
+        let mut by_address: BTreeMap<IpAddr, Held> = BTreeMap::new();
+        for outcome in &self.services {
+            for &address in &outcome.ips {
+                by_address
+                    .entry(address)
+                    .or_insert_with(|| Held {
+                        address,
+                        pool: outcome.pool.clone().unwrap_or_default(),
+                        services: Vec::new(),
+                    })
+                    .services
+                    .push(outcome.service.clone());
+            }
+        }
+        by_address.into_values().collect()
+    }
+}
+
+/// A valid pool during allocation.
+struct LivePool<'a> {
+    name: &'a str,
+    spec: &'a PoolSpec,
+    families: [FamilyPool; 2],
+}
+
+impl LivePool<'_> {
+    fn has(&self, family: Family) -> bool {
+        self.family(family).capacity() > 0
+    }
+
+    fn family(&self, family: Family) -> &FamilyPool {
+        &self.families[family.index()]
+    }
+}
+
+/// An address in use: its pool and its holders (indices into the sorted
+/// Services, oldest first).
+struct Use {
+    pool: usize,
+    holders: Vec<usize>,
+}
+
+type PendingResult = Result<(), Pending>;
+
+fn pending(reason: PendingReason, message: impl Into<String>) -> PendingResult {
+    Err(Pending {
+        reason,
+        message: message.into(),
+    })
+}
+
+/// The allocator's working state.
+struct Allocator<'a> {
+    services: Vec<&'a Service>,
+    namespaces: &'a BTreeMap<String, Labels>,
+    /// Namespaces without an object: only their name label. Built on demand.
+    implicit_namespaces: HashMap<&'a str, Labels>,
+    /// Valid pools in candidate order.
+    pools: Vec<LivePool<'a>>,
+    /// Valid pools' ranges by (family, first address): (last, pool index).
+    owners: BTreeMap<(Family, u128), (u128, usize)>,
+    used: HashMap<IpAddr, Use>,
+    /// Addresses held under a sharing key, in candidate order.
+    shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
+    /// What each Service holds so far.
+    held: Vec<Vec<IpAddr>>,
+}
+
+/// Allocates addresses to every qualifying Service of `snapshot`.
+///
+/// Pure and deterministic: the same snapshot (in any order) gives the same
+/// plan; feeding a plan's [`Plan::allocations`] back in moves nothing.
+pub fn allocate(snapshot: &Snapshot, config: &Config) -> Plan {
+    let mut errors = Vec::new();
+    let (pools, owners, mut usage) = validate_pools(&snapshot.pools, &mut errors);
+
+    let mut seen = HashSet::new();
+    let mut services: Vec<&Service> = Vec::new();
+    for s in &snapshot.services {
+        if !seen.insert(&s.id) {
+            errors.push(ConfigError {
+                kind: "Service".into(),
+                name: s.id.to_string(),
+                message: "defined more than once; only the first definition is used".into(),
+            });
+            continue;
+        }
+        let qualifies = s.load_balancer
+            && s.class
+                .as_ref()
+                .is_none_or(|c| *c == config.load_balancer_class);
+        if qualifies {
+            services.push(s);
+        }
+    }
+    services.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.id.cmp(&b.id)));
+
+    let mut alloc = Allocator {
+        held: vec![Vec::new(); services.len()],
+        services,
+        namespaces: &snapshot.namespaces,
+        implicit_namespaces: HashMap::new(),
+        pools,
+        owners,
+        used: HashMap::new(),
+        shared: HashMap::new(),
+    };
+    let claims = alloc.claims(&snapshot.allocations);
+    for (i, claim) in claims.into_iter().enumerate() {
+        alloc.keep_held(i, claim);
+    }
+
+    let mut results: Vec<Option<PendingResult>> = vec![None; alloc.services.len()];
+    let (requests, rest): (Vec<usize>, Vec<usize>) = (0..alloc.services.len())
+        .partition(|&i| !matches!(alloc.services[i].request, Request::None));
+    for i in requests.into_iter().chain(rest) {
+        results[i] = Some(alloc.serve(i));
+    }
+
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(alloc.services.len());
+    for (i, result) in results.into_iter().enumerate() {
+        let s = alloc.services[i];
+        let result = result.unwrap_or(Ok(()));
+        let mut ips = std::mem::take(&mut alloc.held[i]);
+        let order = s.family_order();
+        ips.sort_by_key(|ip| order.iter().position(|&f| f == Family::of(*ip)));
+        let pool = ips
+            .first()
+            .and_then(|ip| alloc.used.get(ip))
+            .map(|u| alloc.pools[u.pool].name.to_owned());
+        outcomes.push(Outcome {
+            service: s.id.clone(),
+            ips,
+            pool,
+            sharing_key: s.sharing_key.clone(),
+            pending: result.err(),
+        });
+    }
+    outcomes.sort_by(|a, b| a.service.cmp(&b.service));
+
+    let mut allocated: HashMap<&str, u128> = HashMap::new();
+    for u in alloc.used.values() {
+        *allocated.entry(alloc.pools[u.pool].name).or_default() += 1;
+    }
+    for p in usage.iter_mut().filter(|p| p.valid) {
+        p.allocated = allocated.get(p.name.as_str()).copied().unwrap_or(0);
+    }
+    errors.sort();
+    Plan {
+        services: outcomes,
+        pools: usage,
+        errors,
+    }
+}
+
+type Owners = BTreeMap<(Family, u128), (u128, usize)>;
+
+/// Validates pools in age order and returns the valid ones in candidate
+/// order, their ranges, and the usage rows of every pool (by name).
+fn validate_pools<'a>(
+    decls: &'a [PoolDecl],
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<LivePool<'a>>, Owners, Vec<PoolUsage>) {
+    let mut by_age_order: Vec<&PoolDecl> = decls.iter().collect();
+    by_age_order.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.name.cmp(&b.name)));
+
+    let mut names: HashSet<&str> = HashSet::new();
+    // Ranges of valid pools: (family, first) -> (last, name).
+    let mut taken: BTreeMap<(Family, u128), (u128, &str)> = BTreeMap::new();
+    let mut valid: Vec<(&str, &PoolSpec, [Ranges; 2])> = Vec::new();
+    let mut usage = Vec::new();
+    for decl in by_age_order {
+        let first_of_name = names.insert(&decl.name);
+        let verdict = match &decl.spec {
+            Err(message) => Err(message.clone()),
+            Ok(_) if !first_of_name => Err("an earlier IPPool has the same name".to_owned()),
+            Ok(spec) => {
+                let ranges = Family::ALL.map(|f| Ranges::of(&spec.addresses, f));
+                match overlap(&taken, &ranges) {
+                    Some(message) => Err(message),
+                    None => Ok((spec, ranges)),
+                }
+            }
+        };
+        match verdict {
+            Ok((spec, ranges)) => {
+                for f in Family::ALL {
+                    for (first, last) in ranges[f.index()].iter() {
+                        taken.insert((f, first), (last, &decl.name));
+                    }
+                }
+                valid.push((&decl.name, spec, ranges));
+            }
+            Err(message) => {
+                errors.push(ConfigError {
+                    kind: "IPPool".into(),
+                    name: decl.name.clone(),
+                    message,
+                });
+                usage.push(PoolUsage {
+                    name: decl.name.clone(),
+                    valid: false,
+                    capacity: 0,
+                    allocated: 0,
+                });
+            }
+        }
+    }
+
+    valid.sort_by(|a, b| {
+        (a.1.priority.is_none(), a.1.priority, a.0).cmp(&(b.1.priority.is_none(), b.1.priority, b.0))
+    });
+    let mut owners = Owners::new();
+    let mut pools = Vec::with_capacity(valid.len());
+    for (index, (name, spec, ranges)) in valid.into_iter().enumerate() {
+        for f in Family::ALL {
+            for (first, last) in ranges[f.index()].iter() {
+                owners.insert((f, first), (last, index));
+            }
+        }
+        let [v4, v6] = ranges;
+        let families = [
+            FamilyPool::new(Family::IPv4, v4, spec.avoid_buggy_ips),
+            FamilyPool::new(Family::IPv6, v6, spec.avoid_buggy_ips),
+        ];
+        usage.push(PoolUsage {
+            name: name.to_owned(),
+            valid: true,
+            capacity: families[0].capacity().saturating_add(families[1].capacity()),
+            allocated: 0,
+        });
+        pools.push(LivePool {
+            name,
+            spec,
+            families,
+        });
+    }
+    usage.sort_by(|a, b| a.name.cmp(&b.name));
+    (pools, owners, usage)
+}
+
+/// The first overlap of `ranges` with the ranges of earlier valid pools.
+fn overlap(taken: &BTreeMap<(Family, u128), (u128, &str)>, ranges: &[Ranges; 2]) -> Option<String> {
+    for f in Family::ALL {
+        for (first, last) in ranges[f.index()].iter() {
+            // Valid ranges are disjoint: only the last one starting at or
+            // before `last` can reach back to `first`.
+            if let Some((&(family, start), &(end, name))) = taken.range(..=(f, last)).next_back()
+                && family == f
+                && end >= first
+            {
+                let shared_first = first.max(start);
+                return Some(format!(
+                    "addresses overlap IPPool {name:?} (from {} on); pools must be disjoint",
+                    f.addr(shared_first)
+                ));
+            }
+        }
+    }
+    None
+}
+
+impl<'a> Allocator<'a> {
+    /// What each Service claims to hold: the addresses `IPAllocation` objects
+    /// give it; for a Service no `IPAllocation` names, the addresses in its
+    /// status that no `IPAllocation` records (the records are the lock).
+    fn claims(&self, allocations: &[Held]) -> Vec<Vec<IpAddr>> {
+        let index: HashMap<&ServiceRef, usize> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&s.id, i))
+            .collect();
+        let mut claims = vec![Vec::new(); self.services.len()];
+        let mut named = vec![false; self.services.len()];
+        let mut recorded: HashSet<IpAddr> = HashSet::new();
+        for held in allocations {
+            recorded.insert(held.address);
+            for s in &held.services {
+                if let Some(&i) = index.get(s) {
+                    named[i] = true;
+                    claims[i].push(held.address);
+                }
+            }
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if !named[i] {
+                claims[i].extend(s.status_ips.iter().filter(|ip| !recorded.contains(ip)));
+            }
+        }
+        claims
+    }
+
+    fn namespace_labels(&mut self, namespace: &'a str) -> &Labels {
+        if let Some(labels) = self.namespaces.get(namespace) {
+            return labels;
+        }
+        self.implicit_namespaces.entry(namespace).or_insert_with(|| {
+            Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())])
+        })
+    }
+
+    /// Whether the pool's selectors admit the Service.
+    fn admits(&mut self, pool: usize, s: &'a Service) -> bool {
+        let spec = self.pools[pool].spec;
+        if !spec.namespaces.is_empty() && !spec.namespaces.contains(&s.id.namespace) {
+            return false;
+        }
+        if let Some(sel) = &spec.service_selector
+            && !sel.matches(&s.labels)
+        {
+            return false;
+        }
+        match &spec.namespace_selector {
+            Some(sel) => sel.matches(self.namespace_labels(&s.id.namespace)),
+            None => true,
+        }
+    }
+
+    /// Whether the Service may take addresses from the pool without naming
+    /// them: selectors match, and the pool is the requested one, or no pool
+    /// is requested and the pool assigns automatically.
+    fn candidate(&mut self, pool: usize, s: &'a Service) -> bool {
+        let spec = self.pools[pool].spec;
+        let named = match &s.pool {
+            Some(name) => name == self.pools[pool].name,
+            None => spec.auto_assign,
+        };
+        named && self.admits(pool, s)
+    }
+
+    /// The valid pool an address belongs to (after `avoidBuggyIPs`).
+    fn pool_of(&self, ip: IpAddr) -> Option<usize> {
+        let f = Family::of(ip);
+        let v = value(ip);
+        let (&(family, _), &(last, pool)) = self.owners.range(..=(f, v)).next_back()?;
+        (family == f && last >= v && self.pools[pool].family(f).contains(v)).then_some(pool)
+    }
+
+    /// Whether Service `i` may join the address held by others.
+    fn joinable(&self, i: usize, ip: IpAddr) -> bool {
+        let s = self.services[i];
+        let Some(key) = &s.sharing_key else {
+            return false;
+        };
+        let Some(u) = self.used.get(&ip) else {
+            return false;
+        };
+        !u.holders.contains(&i)
+            && u.holders.iter().all(|&h| {
+                let other = self.services[h];
+                other.sharing_key.as_ref() == Some(key) && s.compatible_with(other)
+            })
+    }
+
+    /// The lowest address of `family` in the pool that Service `i` may join.
+    fn joinable_in(&self, i: usize, pool: usize, family: Family) -> Option<IpAddr> {
+        let key = self.services[i].sharing_key.as_deref()?;
+        let set = self.shared.get(key)?;
+        let (lo, hi) = match family {
+            Family::IPv4 => (IpAddr::from([0u8; 4]), IpAddr::from([255u8; 4])),
+            Family::IPv6 => (IpAddr::from([0u8; 16]), IpAddr::from([255u8; 16])),
+        };
+        set.range((pool, lo)..=(pool, hi))
+            .map(|&(_, ip)| ip)
+            .find(|&ip| self.joinable(i, ip))
+    }
+
+    /// The address Service `i` would get of `family` from the pool: the
+    /// lowest joinable one, else the lowest free one.
+    fn pick(&self, i: usize, pool: usize, family: Family) -> Option<IpAddr> {
+        self.joinable_in(i, pool, family).or_else(|| {
+            let fp = self.pools[pool].family(family);
+            fp.lowest_free().map(|v| fp.addr(v))
+        })
+    }
+
+    /// Whether the address is free in the pool, or joinable by Service `i`.
+    fn available(&self, i: usize, pool: usize, ip: IpAddr) -> bool {
+        self.pools[pool].family(Family::of(ip)).is_free(value(ip)) || self.joinable(i, ip)
+    }
+
+    /// Records that Service `i` holds `ip` (free, or joinable) in the pool.
+    fn hold(&mut self, i: usize, pool: usize, ip: IpAddr) {
+        let s = self.services[i];
+        let fresh = self.pools[pool].families[Family::of(ip).index()].take(value(ip));
+        let u = self.used.entry(ip).or_insert(Use {
+            pool,
+            holders: Vec::new(),
+        });
+        debug_assert_eq!(fresh, u.holders.is_empty());
+        u.holders.push(i);
+        if fresh && let Some(key) = &s.sharing_key {
+            self.shared
+                .entry(key.as_str())
+                .or_default()
+                .insert((pool, ip));
+        }
+        self.held[i].push(ip);
+    }
+
+    /// Gives up everything Service `i` holds.
+    fn release_all(&mut self, i: usize) {
+        for ip in std::mem::take(&mut self.held[i]) {
+            let Some(u) = self.used.get_mut(&ip) else {
+                continue;
+            };
+            u.holders.retain(|&h| h != i);
+            if u.holders.is_empty() {
+                let pool = u.pool;
+                self.used.remove(&ip);
+                self.pools[pool].families[Family::of(ip).index()].give_back(value(ip));
+                if let Some(key) = &self.services[i].sharing_key
+                    && let Some(set) = self.shared.get_mut(key.as_str())
+                {
+                    set.remove(&(pool, ip));
+                }
+            }
+        }
+    }
+
+    /// The families the Service's policy wants.
+    fn wanted(s: &Service) -> Vec<Family> {
+        let order = s.family_order();
+        match s.family_policy {
+            FamilyPolicy::SingleStack => vec![order[0]],
+            _ => order,
+        }
+    }
+
+    /// Keeps what Service `i` held before, as far as it is still valid.
+    fn keep_held(&mut self, i: usize, mut claim: Vec<IpAddr>) {
+        let s = self.services[i];
+        let requested = match &s.request {
+            Request::None => None,
+            Request::Ips(ips) => match check_request(s, ips) {
+                Ok(()) => Some(ips),
+                Err(_) => return,
+            },
+            Request::Invalid(_) => return,
+        };
+        let wanted = Self::wanted(s);
+        claim.sort_by_key(|ip| (wanted.iter().position(|&f| f == Family::of(*ip)), *ip));
+        claim.dedup();
+        let mut kept_pool = None;
+        for ip in claim {
+            let family = Family::of(ip);
+            if !wanted.contains(&family) || self.held[i].iter().any(|h| Family::of(*h) == family) {
+                continue;
+            }
+            if requested.is_some_and(|r| !r.contains(&ip)) {
+                continue;
+            }
+            let Some(pool) = self.pool_of(ip) else {
+                continue;
+            };
+            if kept_pool.is_some_and(|p| p != pool) {
+                continue;
+            }
+            let usable = if requested.is_some() {
+                s.pool.as_deref().is_none_or(|n| n == self.pools[pool].name) && self.admits(pool, s)
+            } else {
+                self.candidate(pool, s)
+            };
+            if usable && self.available(i, pool, ip) {
+                self.hold(i, pool, ip);
+                kept_pool = Some(pool);
+            }
+        }
+    }
+
+    /// Serves Service `i` in its turn.
+    fn serve(&mut self, i: usize) -> PendingResult {
+        let s = self.services[i];
+        match &s.request {
+            Request::Invalid(message) => pending(PendingReason::InvalidRequest, message.clone()),
+            Request::Ips(ips) => {
+                let result = self.serve_request(i, ips);
+                if result.is_err() {
+                    self.release_all(i);
+                }
+                result
+            }
+            Request::None => {
+                if let Some(&first) = self.held[i].first() {
+                    let pool = self.used[&first].pool;
+                    if self.complete(i, pool) {
+                        return Ok(());
+                    }
+                    self.release_all(i);
+                }
+                self.serve_fresh(i)
+            }
+        }
+    }
+
+    /// Adds the missing families of a Service that kept addresses from
+    /// `pool`. False when RequireDualStack cannot be completed there.
+    fn complete(&mut self, i: usize, pool: usize) -> bool {
+        let s = self.services[i];
+        for family in Self::wanted(s) {
+            if self.held[i].iter().any(|h| Family::of(*h) == family) {
+                continue;
+            }
+            match self.pick(i, pool, family) {
+                Some(ip) => self.hold(i, pool, ip),
+                None if s.family_policy == FamilyPolicy::RequireDualStack => return false,
+                None => {}
+            }
+        }
+        true
+    }
+
+    fn serve_request(&mut self, i: usize, ips: &[IpAddr]) -> PendingResult {
+        let s = self.services[i];
+        if let Err(message) = check_request(s, ips) {
+            return pending(PendingReason::InvalidRequest, message);
+        }
+        let mut pool: Option<usize> = None;
+        for &ip in ips {
+            let Some(p) = self.pool_of(ip) else {
+                return pending(
+                    PendingReason::RequestedIpNotInPool,
+                    format!("requested address {ip} is in no valid pool"),
+                );
+            };
+            if let Some(other) = pool
+                && other != p
+            {
+                return pending(
+                    PendingReason::RequestedIpNotInPool,
+                    format!(
+                        "requested addresses are in two pools, {:?} and {:?}; a Service's addresses come from one pool",
+                        self.pools[other].name, self.pools[p].name
+                    ),
+                );
+            }
+            pool = Some(p);
+            let name = self.pools[p].name;
+            if let Some(wanted) = &s.pool
+                && wanted != name
+            {
+                return pending(
+                    PendingReason::RequestedIpNotInPool,
+                    format!("requested address {ip} is in pool {name:?}, not in the requested pool {wanted:?}"),
+                );
+            }
+            if !self.admits(p, s) {
+                return pending(
+                    PendingReason::RequestedIpNotInPool,
+                    format!("requested address {ip} is in pool {name:?}, whose selectors do not admit this Service"),
+                );
+            }
+        }
+        let Some(pool) = pool else {
+            return pending(PendingReason::InvalidRequest, "the request names no address");
+        };
+        for &ip in ips {
+            if self.held[i].contains(&ip) {
+                continue;
+            }
+            if !self.available(i, pool, ip) {
+                let holders: Vec<String> = self.used[&ip]
+                    .holders
+                    .iter()
+                    .map(|&h| self.services[h].id.to_string())
+                    .collect();
+                return pending(
+                    PendingReason::RequestedIpInUse,
+                    format!("requested address {ip} is held by {}", holders.join(", ")),
+                );
+            }
+            self.hold(i, pool, ip);
+        }
+        Ok(())
+    }
+
+    fn serve_fresh(&mut self, i: usize) -> PendingResult {
+        let s = self.services[i];
+        let order = s.family_order();
+        let candidates: Vec<usize> = (0..self.pools.len())
+            .filter(|&p| self.candidate(p, s))
+            .collect();
+        let has: Vec<(usize, [bool; 2])> = candidates
+            .iter()
+            .map(|&p| (p, Family::ALL.map(|f| self.pools[p].has(f))))
+            .collect();
+        let with = |fams: &[Family]| -> Vec<usize> {
+            has.iter()
+                .filter(|(_, h)| fams.iter().all(|f| h[f.index()]))
+                .map(|&(p, _)| p)
+                .collect()
+        };
+        let no_pool = |fams: &[Family]| {
+            let what = match &s.pool {
+                Some(name) => format!(
+                    "pool {name:?} does not exist, is invalid, or does not admit this Service"
+                ),
+                None => "no pool admits this Service".to_owned(),
+            };
+            pending(
+                PendingReason::NoMatchingPool,
+                format!("{what} with {} addresses", families(fams, " or ")),
+            )
+        };
+        match s.family_policy {
+            FamilyPolicy::SingleStack => {
+                let fams = [order[0]];
+                let pools = with(&fams);
+                if pools.is_empty() {
+                    return no_pool(&fams);
+                }
+                if self.choose(i, &pools, &fams) {
+                    return Ok(());
+                }
+                self.exhausted(&pools, &fams)
+            }
+            FamilyPolicy::RequireDualStack => {
+                let pools = with(&order);
+                if pools.is_empty() {
+                    if with(&order[..1]).is_empty() && with(&order[1..]).is_empty() {
+                        return no_pool(&order);
+                    }
+                    return pending(
+                        PendingReason::DualStackUnavailable,
+                        "RequireDualStack, and no pool that admits this Service has both IPv4 and IPv6 addresses",
+                    );
+                }
+                if self.choose(i, &pools, &order) {
+                    return Ok(());
+                }
+                self.exhausted(&pools, &order)
+            }
+            FamilyPolicy::PreferDualStack => {
+                if self.choose(i, &with(&order), &order) {
+                    return Ok(());
+                }
+                let mut any = Vec::new();
+                for &f in &order {
+                    let pools = with(&[f]);
+                    if self.choose(i, &pools, &[f]) {
+                        return Ok(());
+                    }
+                    any.extend(pools);
+                }
+                if any.is_empty() {
+                    return no_pool(&order);
+                }
+                any.sort_unstable();
+                any.dedup();
+                self.exhausted(&any, &order)
+            }
+        }
+    }
+
+    fn exhausted(&self, pools: &[usize], fams: &[Family]) -> PendingResult {
+        let names: Vec<&str> = pools.iter().map(|&p| self.pools[p].name).collect();
+        pending(
+            PendingReason::PoolExhausted,
+            format!(
+                "no free {} address in {} {}",
+                families(fams, "+"),
+                if names.len() == 1 { "pool" } else { "pools" },
+                names.join(", ")
+            ),
+        )
+    }
+
+    /// Takes one address of each family from the first pool that can serve
+    /// them all, preferring (for a Service with a sharing key) a pool where
+    /// it can join an address of its first family.
+    fn choose(&mut self, i: usize, pools: &[usize], fams: &[Family]) -> bool {
+        let picks = |this: &Self, p: usize| -> Option<Vec<IpAddr>> {
+            fams.iter().map(|&f| this.pick(i, p, f)).collect()
+        };
+        let shared_first = pools
+            .iter()
+            .find(|&&p| self.joinable_in(i, p, fams[0]).is_some())
+            .and_then(|&p| picks(self, p).map(|ips| (p, ips)));
+        let chosen =
+            shared_first.or_else(|| pools.iter().find_map(|&p| picks(self, p).map(|ips| (p, ips))));
+        match chosen {
+            Some((pool, ips)) => {
+                for ip in ips {
+                    self.hold(i, pool, ip);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Checks a request against the family policy: at most one address per
+/// family; SingleStack exactly one of its family; RequireDualStack one of
+/// each.
+fn check_request(s: &Service, ips: &[IpAddr]) -> Result<(), String> {
+    let count = |f: Family| ips.iter().filter(|ip| Family::of(**ip) == f).count();
+    let (v4, v6) = (count(Family::IPv4), count(Family::IPv6));
+    if v4 > 1 || v6 > 1 {
+        return Err(format!(
+            "the request names two addresses of one family: {}",
+            join(ips)
+        ));
+    }
+    match s.family_policy {
+        FamilyPolicy::SingleStack => {
+            let family = s.family_order()[0];
+            if ips.len() != 1 || Family::of(ips[0]) != family {
+                return Err(format!(
+                    "a SingleStack {family} Service must request exactly one {family} address, not {}",
+                    join(ips)
+                ));
+            }
+        }
+        FamilyPolicy::RequireDualStack if v4 != 1 || v6 != 1 => {
+            return Err(format!(
+                "a RequireDualStack Service must request one IPv4 and one IPv6 address, not {}",
+                join(ips)
+            ));
+        }
+        _ if ips.is_empty() => return Err("the request names no address".to_owned()),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn families(fams: &[Family], separator: &str) -> String {
+    let parts: Vec<String> = fams.iter().map(|f| f.to_string()).collect();
+    parts.join(separator)
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    let parts: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests;

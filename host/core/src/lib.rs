@@ -1,0 +1,27 @@
+//! Herald's pure core: addresses, pools, Services and the allocator.
+//!
+//! A snapshot in, decisions out: no I/O, no async, no Kubernetes types. The
+//! controller, the speakers, `herald plan` and the plugins all reuse it, so
+//! the same inputs give the same addresses everywhere. It depends on std,
+//! serde and thiserror only, and nothing in Herald may make it depend on more.
+//!
+//! Layout:
+//! - [`addr`]: address families, addresses as numbers, pool address entries;
+//! - [`selector`]: Kubernetes label selectors;
+//! - [`pool`]: validated pool specs and the free-address index;
+//! - [`service`]: Services and held addresses as the allocator sees them;
+//! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4).
+
+pub mod addr;
+pub mod allocate;
+pub mod pool;
+pub mod selector;
+pub mod service;
+
+pub use addr::{AddressEntryError, AddressRange, Family};
+pub use allocate::{
+    Config, ConfigError, Outcome, Pending, PendingReason, Plan, PoolUsage, Snapshot, allocate,
+};
+pub use pool::{PoolDecl, PoolSpec};
+pub use selector::{LabelSelector, Labels, Requirement};
+pub use service::{FamilyPolicy, Held, Port, Request, Service, ServiceRef, TrafficPolicy};

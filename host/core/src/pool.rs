@@ -1,0 +1,320 @@
+//! Pools as the allocator sees them: merged address ranges per family, the
+//! `avoidBuggyIPs` rule, capacity, and an index of free addresses that finds
+//! the lowest free one in logarithmic time.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::addr::{AddressRange, Family};
+use crate::selector::LabelSelector;
+
+/// A validated `IPPool` spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    /// The address entries, in the order written (they may overlap each other).
+    pub addresses: Vec<AddressRange>,
+    /// `autoAssign`: whether Services without a request for this pool may get
+    /// addresses from it.
+    pub auto_assign: bool,
+    /// `avoidBuggyIPs`: skip IPv4 addresses ending in `.0` or `.255`.
+    pub avoid_buggy_ips: bool,
+    /// `allocation.priority`: pools with a priority come first, lower first.
+    pub priority: Option<i32>,
+    /// `allocation.namespaces`: when non-empty, only these namespaces.
+    pub namespaces: Vec<String>,
+    /// `allocation.namespaceSelector`, on the Namespace's labels.
+    pub namespace_selector: Option<LabelSelector>,
+    /// `allocation.serviceSelector`, on the Service's labels.
+    pub service_selector: Option<LabelSelector>,
+}
+
+impl PoolSpec {
+    /// A pool with these addresses and every other field at its default.
+    pub fn new(addresses: Vec<AddressRange>) -> PoolSpec {
+        PoolSpec {
+            addresses,
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            priority: None,
+            namespaces: Vec::new(),
+            namespace_selector: None,
+            service_selector: None,
+        }
+    }
+}
+
+/// An `IPPool` object: its identity and either a valid spec or why it is
+/// malformed (a malformed pool is reported and unused, nothing else stops).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolDecl {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp` in seconds since the epoch, if set.
+    pub created: Option<i64>,
+    /// The spec, or the message saying which field is malformed.
+    pub spec: Result<PoolSpec, String>,
+}
+
+/// Whether an address is skipped by `avoidBuggyIPs` (IPv4 `.0` and `.255`).
+fn buggy(family: Family, v: u128) -> bool {
+    family == Family::IPv4 && matches!(v & 0xff, 0 | 0xff)
+}
+
+/// How many addresses of `0..=n` are buggy.
+fn buggy_up_to(n: u128) -> u128 {
+    let r = n & 0xff;
+    (n >> 8) * 2 + 1 + u128::from(r == 0xff)
+}
+
+/// The addresses of one family of a pool: merged, sorted, disjoint ranges.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ranges {
+    ranges: Vec<(u128, u128)>,
+}
+
+impl Ranges {
+    /// Merges the ranges of `family` out of `entries`.
+    pub(crate) fn of(entries: &[AddressRange], family: Family) -> Ranges {
+        let mut ranges: Vec<(u128, u128)> = entries
+            .iter()
+            .filter(|r| r.family == family)
+            .map(|r| (r.first, r.last))
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            match merged.last_mut() {
+                Some((_, end)) if end.checked_add(1).is_none_or(|next| first <= next) => {
+                    *end = (*end).max(last);
+                }
+                _ => merged.push((first, last)),
+            }
+        }
+        Ranges { ranges: merged }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u128, u128)> + '_ {
+        self.ranges.iter().copied()
+    }
+
+    fn contains(&self, v: u128) -> bool {
+        let i = self.ranges.partition_point(|&(_, last)| last < v);
+        self.ranges.get(i).is_some_and(|&(first, _)| first <= v)
+    }
+}
+
+/// The usable addresses of one family of one pool, and which of them are
+/// free.
+///
+/// Free addresses are kept as disjoint intervals keyed by their start, each
+/// holding at least one usable (non-buggy) address, so the lowest free address
+/// is the first usable address of the first interval: O(log n), however many
+/// addresses are taken.
+#[derive(Clone, Debug)]
+pub(crate) struct FamilyPool {
+    family: Family,
+    avoid_buggy: bool,
+    ranges: Ranges,
+    capacity: u128,
+    free: BTreeMap<u128, u128>,
+}
+
+impl FamilyPool {
+    pub(crate) fn new(family: Family, ranges: Ranges, avoid_buggy: bool) -> FamilyPool {
+        let avoid_buggy = avoid_buggy && family == Family::IPv4;
+        let mut pool = FamilyPool {
+            family,
+            avoid_buggy,
+            ranges,
+            capacity: 0,
+            free: BTreeMap::new(),
+        };
+        let ranges: Vec<_> = pool.ranges.iter().collect();
+        for (first, last) in ranges {
+            pool.capacity = pool.capacity.saturating_add(pool.count(first, last));
+            pool.insert_free(first, last);
+        }
+        pool
+    }
+
+    /// Usable addresses in `first..=last` (saturating at `u128::MAX` for the
+    /// whole IPv6 space).
+    fn count(&self, first: u128, last: u128) -> u128 {
+        let all = (last - first).saturating_add(1);
+        if !self.avoid_buggy {
+            return all;
+        }
+        let below = if first == 0 { 0 } else { buggy_up_to(first - 1) };
+        all - (buggy_up_to(last) - below)
+    }
+
+    fn first_usable(&self, first: u128, last: u128) -> Option<u128> {
+        let mut v = first;
+        while self.avoid_buggy && buggy(self.family, v) {
+            v += 1;
+            if v > last {
+                return None;
+            }
+        }
+        Some(v)
+    }
+
+    fn insert_free(&mut self, first: u128, last: u128) {
+        if self.first_usable(first, last).is_some() {
+            self.free.insert(first, last);
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u128 {
+        self.capacity
+    }
+
+    /// Whether `v` is an address of this pool (after `avoidBuggyIPs`).
+    pub(crate) fn contains(&self, v: u128) -> bool {
+        !(self.avoid_buggy && buggy(self.family, v)) && self.ranges.contains(v)
+    }
+
+    fn interval_of(&self, v: u128) -> Option<(u128, u128)> {
+        self.free
+            .range(..=v)
+            .next_back()
+            .filter(|&(_, &last)| last >= v)
+            .map(|(&first, &last)| (first, last))
+    }
+
+    /// Whether `v` is an address of the pool that nobody holds.
+    pub(crate) fn is_free(&self, v: u128) -> bool {
+        self.contains(v) && self.interval_of(v).is_some()
+    }
+
+    /// The lowest free address.
+    pub(crate) fn lowest_free(&self) -> Option<u128> {
+        let (&first, &last) = self.free.iter().next()?;
+        self.first_usable(first, last)
+    }
+
+    /// Marks `v` as held. Returns false when it was not free.
+    pub(crate) fn take(&mut self, v: u128) -> bool {
+        if !self.contains(v) {
+            return false;
+        }
+        let Some((first, last)) = self.interval_of(v) else {
+            return false;
+        };
+        self.free.remove(&first);
+        if v > first {
+            self.insert_free(first, v - 1);
+        }
+        if v < last {
+            self.insert_free(v + 1, last);
+        }
+        true
+    }
+
+    /// Marks the held address `v` free again.
+    pub(crate) fn give_back(&mut self, v: u128) {
+        debug_assert!(self.contains(v) && !self.is_free(v));
+        let mut first = v;
+        let mut last = v;
+        if let Some((f, l)) = v.checked_sub(1).and_then(|p| self.interval_of(p)) {
+            self.free.remove(&f);
+            first = f;
+            debug_assert_eq!(l, v - 1);
+        }
+        if let Some(l) = v.checked_add(1).and_then(|n| self.free.remove(&n)) {
+            last = l;
+        }
+        self.free.insert(first, last);
+    }
+
+    /// The address with the given value, in this pool's family.
+    pub(crate) fn addr(&self, v: u128) -> IpAddr {
+        self.family.addr(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::value;
+
+    fn family_pool(entries: &[&str], avoid_buggy: bool) -> FamilyPool {
+        let entries: Vec<AddressRange> = entries.iter().map(|e| e.parse().unwrap()).collect();
+        let family = entries[0].family;
+        FamilyPool::new(family, Ranges::of(&entries, family), avoid_buggy)
+    }
+
+    fn v(s: &str) -> u128 {
+        value(s.parse().unwrap())
+    }
+
+    #[test]
+    fn overlapping_entries_of_one_pool_are_merged() {
+        let p = family_pool(
+            &["198.51.100.0/25", "198.51.100.100-198.51.100.130", "198.51.100.131/32"],
+            false,
+        );
+        assert_eq!(p.capacity(), 132);
+        assert_eq!(p.ranges.iter().count(), 1);
+    }
+
+    #[test]
+    fn avoid_buggy_ips_skips_dot_zero_and_dot_255() {
+        let p = family_pool(&["198.51.100.0/24"], true);
+        assert_eq!(p.capacity(), 254);
+        assert!(!p.contains(v("198.51.100.0")) && !p.contains(v("198.51.100.255")));
+        assert_eq!(p.lowest_free(), Some(v("198.51.100.1")));
+        let p = family_pool(&["198.51.100.255-198.51.101.0"], true);
+        assert_eq!(p.capacity(), 0);
+        assert_eq!(p.lowest_free(), None);
+        let p = family_pool(&["198.51.100.250-198.51.101.5"], true);
+        assert_eq!(p.capacity(), 10);
+        let p = family_pool(&["0.0.0.0/0"], true);
+        assert_eq!(p.capacity(), (1u128 << 32) - 2 * (1 << 24));
+    }
+
+    #[test]
+    fn avoid_buggy_ips_does_not_apply_to_ipv6() {
+        let p = family_pool(&["2001:db8::/120"], true);
+        assert_eq!(p.capacity(), 256);
+        assert_eq!(p.lowest_free(), Some(v("2001:db8::")));
+    }
+
+    #[test]
+    fn whole_ipv6_space_saturates_capacity() {
+        assert_eq!(family_pool(&["::/0"], false).capacity(), u128::MAX);
+    }
+
+    #[test]
+    fn take_and_give_back_keep_the_lowest_free_address() {
+        let mut p = family_pool(&["198.51.100.0/24"], true);
+        assert!(p.take(v("198.51.100.1")));
+        assert!(!p.take(v("198.51.100.1")), "already held");
+        assert!(!p.take(v("198.51.100.255")), "buggy address is not in the pool");
+        assert_eq!(p.lowest_free(), Some(v("198.51.100.2")));
+        for i in 2..=254 {
+            assert_eq!(p.lowest_free(), Some(v(&format!("198.51.100.{i}"))));
+            assert!(p.take(v(&format!("198.51.100.{i}"))));
+        }
+        assert_eq!(p.lowest_free(), None, "only buggy addresses left");
+        p.give_back(v("198.51.100.7"));
+        assert_eq!(p.lowest_free(), Some(v("198.51.100.7")));
+        p.give_back(v("198.51.100.8"));
+        p.give_back(v("198.51.100.6"));
+        assert!(p.take(v("198.51.100.6")));
+        assert_eq!(p.lowest_free(), Some(v("198.51.100.7")));
+        assert!(p.is_free(v("198.51.100.8")));
+        assert!(!p.is_free(v("198.51.100.9")));
+    }
+
+    #[test]
+    fn edges_of_the_address_space() {
+        let mut p = family_pool(&["::/127"], false);
+        assert!(p.take(0));
+        p.give_back(0);
+        let mut p = family_pool(&["ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/127"], false);
+        assert!(p.take(u128::MAX));
+        p.give_back(u128::MAX);
+        assert_eq!(p.lowest_free(), Some(u128::MAX - 1));
+    }
+}

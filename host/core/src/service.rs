@@ -1,0 +1,182 @@
+//! Services as the allocator sees them, and the held addresses recorded by
+//! `IPAllocation` objects.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::addr::Family;
+use crate::selector::Labels;
+
+/// A namespaced name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ServiceRef {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl ServiceRef {
+    /// `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ServiceRef {
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Orders objects by age: those with a creation time first, oldest first;
+/// objects without one (usual in git) after them. Ties are for the caller to
+/// break (by name).
+pub fn by_age(a: Option<i64>, b: Option<i64>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// `spec.ipFamilyPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FamilyPolicy {
+    /// One address, of `ipFamilies[0]` (IPv4 when unset).
+    #[default]
+    SingleStack,
+    /// One address of each family where one pool has both, else one.
+    PreferDualStack,
+    /// One address of each family, or Pending.
+    RequireDualStack,
+}
+
+/// `spec.externalTrafficPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TrafficPolicy {
+    /// `Cluster` (the default).
+    #[default]
+    Cluster,
+    /// `Local`.
+    Local,
+}
+
+/// One entry of `spec.ports`: what clashes when Services share an address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Port {
+    /// `port`.
+    pub port: u16,
+    /// `protocol` (`TCP` when unset).
+    pub protocol: String,
+}
+
+/// The addresses a Service asks for, by annotation or `spec.loadBalancerIP`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Request {
+    /// No request: any free address.
+    #[default]
+    None,
+    /// These addresses, as written (not yet checked against the family policy).
+    Ips(Vec<IpAddr>),
+    /// A request that does not parse; the message says why.
+    Invalid(String),
+}
+
+/// A Service, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Namespace and name.
+    pub id: ServiceRef,
+    /// `metadata.creationTimestamp` in seconds since the epoch, if set.
+    pub created: Option<i64>,
+    /// `metadata.labels`.
+    pub labels: Labels,
+    /// `spec.type == LoadBalancer`.
+    pub load_balancer: bool,
+    /// `spec.loadBalancerClass`.
+    pub class: Option<String>,
+    /// `spec.ipFamilyPolicy`.
+    pub family_policy: FamilyPolicy,
+    /// `spec.ipFamilies`, as written (no duplicates).
+    pub families: Vec<Family>,
+    /// Requested addresses.
+    pub request: Request,
+    /// Requested pool (`herald.dev/pool` and its MetalLB spellings).
+    pub pool: Option<String>,
+    /// Sharing key (`herald.dev/sharing-key` and its MetalLB spellings).
+    pub sharing_key: Option<String>,
+    /// `spec.ports`.
+    pub ports: Vec<Port>,
+    /// `spec.externalTrafficPolicy`.
+    pub traffic_policy: TrafficPolicy,
+    /// `spec.selector`.
+    pub selector: Labels,
+    /// `status.loadBalancer.ingress[].ip`: what the Service holds when no
+    /// `IPAllocation` object records it.
+    pub status_ips: Vec<IpAddr>,
+}
+
+impl Service {
+    /// A `type: LoadBalancer` Service with every other field at its default.
+    pub fn new(namespace: &str, name: &str) -> Service {
+        Service {
+            id: ServiceRef::new(namespace, name),
+            created: None,
+            labels: Labels::new(),
+            load_balancer: true,
+            class: None,
+            family_policy: FamilyPolicy::SingleStack,
+            families: Vec::new(),
+            request: Request::None,
+            pool: None,
+            sharing_key: None,
+            ports: Vec::new(),
+            traffic_policy: TrafficPolicy::Cluster,
+            selector: Labels::new(),
+            status_ips: Vec::new(),
+        }
+    }
+
+    /// The families in the Service's order: `ipFamilies` as written, then
+    /// the missing ones (IPv4 before IPv6).
+    pub fn family_order(&self) -> Vec<Family> {
+        let mut order = self.families.clone();
+        for f in Family::ALL {
+            if !order.contains(&f) {
+                order.push(f);
+            }
+        }
+        order
+    }
+
+    /// Whether `self` may share an address with `other`: no (port, protocol)
+    /// clash, and both `Cluster`, or both `Local` with equal selectors.
+    pub fn compatible_with(&self, other: &Service) -> bool {
+        let clash = self.ports.iter().any(|p| other.ports.contains(p));
+        let policies = match (self.traffic_policy, other.traffic_policy) {
+            (TrafficPolicy::Cluster, TrafficPolicy::Cluster) => true,
+            (TrafficPolicy::Local, TrafficPolicy::Local) => self.selector == other.selector,
+            _ => false,
+        };
+        !clash && policies
+    }
+}
+
+/// An `IPAllocation` object: an address and the Services holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// `spec.address`.
+    pub address: IpAddr,
+    /// `spec.pool` (informative: the address decides the pool).
+    pub pool: String,
+    /// `spec.services`.
+    pub services: Vec<ServiceRef>,
+}
