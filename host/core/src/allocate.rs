@@ -201,8 +201,10 @@ fn pending(reason: PendingReason, message: impl Into<String>) -> PendingResult {
     })
 }
 
-/// The allocator's working state.
-struct Allocator<'a> {
+/// The allocator's working state: the result of a full allocation, which
+/// can then serve more Services one at a time ([`Allocator::add`]) without
+/// starting over, as a controller does when a Service is created.
+pub struct Allocator<'a> {
     services: Vec<&'a Service>,
     namespaces: &'a BTreeMap<String, Labels>,
     /// Namespaces without an object: only their name label. Built on demand.
@@ -210,12 +212,16 @@ struct Allocator<'a> {
     /// Valid pools in candidate order.
     pools: Vec<LivePool<'a>>,
     /// Valid pools' ranges by (family, first address): (last, pool index).
-    owners: BTreeMap<(Family, u128), (u128, usize)>,
+    owners: Owners,
     used: HashMap<IpAddr, Use>,
     /// Addresses held under a sharing key, in candidate order.
     shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
     /// What each Service holds so far.
     held: Vec<Vec<IpAddr>>,
+    /// Why each Service is Pending, once served.
+    pending: Vec<Option<Pending>>,
+    usage: Vec<PoolUsage>,
+    errors: Vec<ConfigError>,
 }
 
 /// Allocates addresses to every qualifying Service of `snapshot`.
@@ -223,86 +229,121 @@ struct Allocator<'a> {
 /// Pure and deterministic: the same snapshot (in any order) gives the same
 /// plan; feeding a plan's [`Plan::allocations`] back in moves nothing.
 pub fn allocate(snapshot: &Snapshot, config: &Config) -> Plan {
-    let mut errors = Vec::new();
-    let (pools, owners, mut usage) = validate_pools(&snapshot.pools, &mut errors);
+    Allocator::new(snapshot, config).into_plan()
+}
 
-    let mut seen = HashSet::new();
-    let mut services: Vec<&Service> = Vec::new();
-    for s in &snapshot.services {
-        if !seen.insert(&s.id) {
-            errors.push(ConfigError {
-                kind: "Service".into(),
-                name: s.id.to_string(),
-                message: "defined more than once; only the first definition is used".into(),
-            });
-            continue;
+impl<'a> Allocator<'a> {
+    /// Allocates addresses to every qualifying Service of `snapshot`.
+    pub fn new(snapshot: &'a Snapshot, config: &Config) -> Allocator<'a> {
+        let mut errors = Vec::new();
+        let (pools, owners, usage) = validate_pools(&snapshot.pools, &mut errors);
+
+        let mut seen = HashSet::new();
+        let mut services: Vec<&Service> = Vec::new();
+        for s in &snapshot.services {
+            if !seen.insert(&s.id) {
+                errors.push(ConfigError {
+                    kind: "Service".into(),
+                    name: s.id.to_string(),
+                    message: "defined more than once; only the first definition is used".into(),
+                });
+                continue;
+            }
+            if qualifies(s, config) {
+                services.push(s);
+            }
         }
-        let qualifies = s.load_balancer
-            && s.class
-                .as_ref()
-                .is_none_or(|c| *c == config.load_balancer_class);
-        if qualifies {
-            services.push(s);
+        services.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.id.cmp(&b.id)));
+
+        let mut alloc = Allocator {
+            held: vec![Vec::new(); services.len()],
+            pending: vec![None; services.len()],
+            services,
+            namespaces: &snapshot.namespaces,
+            implicit_namespaces: HashMap::new(),
+            pools,
+            owners,
+            used: HashMap::new(),
+            shared: HashMap::new(),
+            usage,
+            errors,
+        };
+        let claims = alloc.claims(&snapshot.allocations);
+        for (i, claim) in claims.into_iter().enumerate() {
+            alloc.keep_held(i, claim);
         }
-    }
-    services.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.id.cmp(&b.id)));
-
-    let mut alloc = Allocator {
-        held: vec![Vec::new(); services.len()],
-        services,
-        namespaces: &snapshot.namespaces,
-        implicit_namespaces: HashMap::new(),
-        pools,
-        owners,
-        used: HashMap::new(),
-        shared: HashMap::new(),
-    };
-    let claims = alloc.claims(&snapshot.allocations);
-    for (i, claim) in claims.into_iter().enumerate() {
-        alloc.keep_held(i, claim);
+        let (requests, rest): (Vec<usize>, Vec<usize>) = (0..alloc.services.len())
+            .partition(|&i| !matches!(alloc.services[i].request, Request::None));
+        for i in requests.into_iter().chain(rest) {
+            alloc.pending[i] = alloc.serve(i).err();
+        }
+        alloc
     }
 
-    let mut results: Vec<Option<PendingResult>> = vec![None; alloc.services.len()];
-    let (requests, rest): (Vec<usize>, Vec<usize>) = (0..alloc.services.len())
-        .partition(|&i| !matches!(alloc.services[i].request, Request::None));
-    for i in requests.into_iter().chain(rest) {
-        results[i] = Some(alloc.serve(i));
+    /// Serves one more Service after all the others, as the newest: what a
+    /// controller does when a Service is created. The Service must not be
+    /// one the allocator already has. Its status addresses count as held.
+    /// Returns `None` when the Service does not qualify.
+    pub fn add(&mut self, service: &'a Service, config: &Config) -> Option<Outcome> {
+        if !qualifies(service, config) {
+            return None;
+        }
+        let i = self.services.len();
+        self.services.push(service);
+        self.held.push(Vec::new());
+        self.pending.push(None);
+        self.keep_held(i, service.status_ips.clone());
+        self.pending[i] = self.serve(i).err();
+        Some(self.outcome(i))
     }
 
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(alloc.services.len());
-    for (i, result) in results.into_iter().enumerate() {
-        let s = alloc.services[i];
-        let result = result.unwrap_or(Ok(()));
-        let mut ips = std::mem::take(&mut alloc.held[i]);
+    /// What Service `i` gets, its addresses in its family order.
+    fn outcome(&self, i: usize) -> Outcome {
+        let s = self.services[i];
+        let mut ips = self.held[i].clone();
         let order = s.family_order();
         ips.sort_by_key(|ip| order.iter().position(|&f| f == Family::of(*ip)));
         let pool = ips
             .first()
-            .and_then(|ip| alloc.used.get(ip))
-            .map(|u| alloc.pools[u.pool].name.to_owned());
-        outcomes.push(Outcome {
+            .and_then(|ip| self.used.get(ip))
+            .map(|u| self.pools[u.pool].name.to_owned());
+        Outcome {
             service: s.id.clone(),
             ips,
             pool,
             sharing_key: s.sharing_key.clone(),
-            pending: result.err(),
-        });
+            pending: self.pending[i].clone(),
+        }
     }
-    outcomes.sort_by(|a, b| a.service.cmp(&b.service));
 
-    let mut allocated: HashMap<&str, u128> = HashMap::new();
-    for u in alloc.used.values() {
-        *allocated.entry(alloc.pools[u.pool].name).or_default() += 1;
+    /// The plan: every Service's outcome, pool usage, ignored objects.
+    pub fn into_plan(self) -> Plan {
+        let mut outcomes: Vec<Outcome> = (0..self.services.len()).map(|i| self.outcome(i)).collect();
+        outcomes.sort_by(|a, b| a.service.cmp(&b.service));
+        let mut allocated: HashMap<&str, u128> = HashMap::new();
+        for u in self.used.values() {
+            *allocated.entry(self.pools[u.pool].name).or_default() += 1;
+        }
+        let mut usage = self.usage;
+        for p in usage.iter_mut().filter(|p| p.valid) {
+            p.allocated = allocated.get(p.name.as_str()).copied().unwrap_or(0);
+        }
+        let mut errors = self.errors;
+        errors.sort();
+        Plan {
+            services: outcomes,
+            pools: usage,
+            errors,
+        }
     }
-    for p in usage.iter_mut().filter(|p| p.valid) {
-        p.allocated = allocated.get(p.name.as_str()).copied().unwrap_or(0);
-    }
-    errors.sort();
-    Plan {
-        services: outcomes,
-        pools: usage,
-        errors,
-    }
+}
+
+/// §4.1: `type: LoadBalancer`, and `loadBalancerClass` unset or Herald's.
+fn qualifies(s: &Service, config: &Config) -> bool {
+    s.load_balancer
+        && s.class
+            .as_ref()
+            .is_none_or(|c| *c == config.load_balancer_class)
 }
 
 type Owners = BTreeMap<(Family, u128), (u128, usize)>;
@@ -551,26 +592,6 @@ impl<'a> Allocator<'a> {
         self.held[i].push(ip);
     }
 
-    /// Gives up everything Service `i` holds.
-    fn release_all(&mut self, i: usize) {
-        for ip in std::mem::take(&mut self.held[i]) {
-            let Some(u) = self.used.get_mut(&ip) else {
-                continue;
-            };
-            u.holders.retain(|&h| h != i);
-            if u.holders.is_empty() {
-                let pool = u.pool;
-                self.used.remove(&ip);
-                self.pools[pool].families[Family::of(ip).index()].give_back(value(ip));
-                if let Some(key) = &self.services[i].sharing_key
-                    && let Some(set) = self.shared.get_mut(key.as_str())
-                {
-                    set.remove(&(pool, ip));
-                }
-            }
-        }
-    }
-
     /// The families the Service's policy wants.
     fn wanted(s: &Service) -> Vec<Family> {
         let order = s.family_order();
@@ -581,6 +602,12 @@ impl<'a> Allocator<'a> {
     }
 
     /// Keeps what Service `i` held before, as far as it is still valid.
+    ///
+    /// What is kept here is never given up later in the run, so a restart
+    /// finds the same holders: a Service with a request keeps its addresses
+    /// only when they are exactly what it requests, and a RequireDualStack
+    /// Service only a pair of both families. Anything less is dropped, and
+    /// the Service is allocated in its turn like any other.
     fn keep_held(&mut self, i: usize, mut claim: Vec<IpAddr>) {
         let s = self.services[i];
         let requested = match &s.request {
@@ -594,10 +621,11 @@ impl<'a> Allocator<'a> {
         let wanted = Self::wanted(s);
         claim.sort_by_key(|ip| (wanted.iter().position(|&f| f == Family::of(*ip)), *ip));
         claim.dedup();
+        let mut keep: Vec<IpAddr> = Vec::new();
         let mut kept_pool = None;
         for ip in claim {
             let family = Family::of(ip);
-            if !wanted.contains(&family) || self.held[i].iter().any(|h| Family::of(*h) == family) {
+            if !wanted.contains(&family) || keep.iter().any(|h| Family::of(*h) == family) {
                 continue;
             }
             if requested.is_some_and(|r| !r.contains(&ip)) {
@@ -615,8 +643,17 @@ impl<'a> Allocator<'a> {
                 self.candidate(pool, s)
             };
             if usable && self.available(i, pool, ip) {
-                self.hold(i, pool, ip);
+                keep.push(ip);
                 kept_pool = Some(pool);
+            }
+        }
+        let complete = match requested {
+            Some(ips) => keep.len() == ips.len(),
+            None => s.family_policy != FamilyPolicy::RequireDualStack || keep.len() == 2,
+        };
+        if let (true, Some(pool)) = (complete, kept_pool) {
+            for ip in keep {
+                self.hold(i, pool, ip);
             }
         }
     }
@@ -626,41 +663,29 @@ impl<'a> Allocator<'a> {
         let s = self.services[i];
         match &s.request {
             Request::Invalid(message) => pending(PendingReason::InvalidRequest, message.clone()),
-            Request::Ips(ips) => {
-                let result = self.serve_request(i, ips);
-                if result.is_err() {
-                    self.release_all(i);
+            Request::Ips(ips) => self.serve_request(i, ips),
+            Request::None => match self.held[i].first() {
+                Some(first) => {
+                    let pool = self.used[first].pool;
+                    self.complete(i, pool);
+                    Ok(())
                 }
-                result
-            }
-            Request::None => {
-                if let Some(&first) = self.held[i].first() {
-                    let pool = self.used[&first].pool;
-                    if self.complete(i, pool) {
-                        return Ok(());
-                    }
-                    self.release_all(i);
-                }
-                self.serve_fresh(i)
-            }
+                None => self.serve_fresh(i),
+            },
         }
     }
 
-    /// Adds the missing families of a Service that kept addresses from
-    /// `pool`. False when RequireDualStack cannot be completed there.
-    fn complete(&mut self, i: usize, pool: usize) -> bool {
-        let s = self.services[i];
-        for family in Self::wanted(s) {
+    /// Adds what a PreferDualStack Service that kept one address lacks,
+    /// from the same pool, when it can.
+    fn complete(&mut self, i: usize, pool: usize) {
+        for family in Self::wanted(self.services[i]) {
             if self.held[i].iter().any(|h| Family::of(*h) == family) {
                 continue;
             }
-            match self.pick(i, pool, family) {
-                Some(ip) => self.hold(i, pool, ip),
-                None if s.family_policy == FamilyPolicy::RequireDualStack => return false,
-                None => {}
+            if let Some(ip) = self.pick(i, pool, family) {
+                self.hold(i, pool, ip);
             }
         }
-        true
     }
 
     fn serve_request(&mut self, i: usize, ips: &[IpAddr]) -> PendingResult {
@@ -707,11 +732,10 @@ impl<'a> Allocator<'a> {
         let Some(pool) = pool else {
             return pending(PendingReason::InvalidRequest, "the request names no address");
         };
+        // Check every address before holding any: a Pending Service holds
+        // nothing.
         for &ip in ips {
-            if self.held[i].contains(&ip) {
-                continue;
-            }
-            if !self.available(i, pool, ip) {
+            if !self.held[i].contains(&ip) && !self.available(i, pool, ip) {
                 let holders: Vec<String> = self.used[&ip]
                     .holders
                     .iter()
@@ -722,7 +746,11 @@ impl<'a> Allocator<'a> {
                     format!("requested address {ip} is held by {}", holders.join(", ")),
                 );
             }
-            self.hold(i, pool, ip);
+        }
+        for &ip in ips {
+            if !self.held[i].contains(&ip) {
+                self.hold(i, pool, ip);
+            }
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ pub mod service;
 
 pub use addr::{AddressEntryError, AddressRange, Family};
 pub use allocate::{
-    Config, ConfigError, Outcome, Pending, PendingReason, Plan, PoolUsage, Snapshot, allocate,
+    Allocator, Config, ConfigError, Outcome, Pending, PendingReason, Plan, PoolUsage, Snapshot, allocate,
 };
 pub use pool::{PoolDecl, PoolSpec};
 pub use selector::{LabelSelector, Labels, Requirement};

@@ -882,3 +882,24 @@ fn large_pool_capacity_is_exact() {
     let p = plan(vec![pool("big", &["2001:db8::/64"])], vec![]);
     assert_eq!(p.pools[0].capacity, 1u128 << 64);
 }
+
+#[test]
+fn stability_require_dual_stack_keeps_held_addresses_only_as_a_pair() {
+    let mut first = with_ips(svc("a/first"), "198.51.100.1");
+    first.created = Some(1);
+    let mut half = aged(dual(svc("b/half"), FamilyPolicy::RequireDualStack), 2);
+    half.status_ips = vec![ip("198.51.100.1")];
+    // The half-held address is dropped, so the older request gets it, and
+    // the Service is allocated like any other (here: no IPv6 anywhere).
+    let p = plan(vec![pool("a", &["198.51.100.0/29"])], vec![first, half]);
+    assert_eq!(ips(&p, "a/first"), ["198.51.100.1"]);
+    assert_eq!(reason(&p, "b/half"), Some(PendingReason::DualStackUnavailable));
+}
+
+#[test]
+fn stability_request_keeps_held_addresses_only_when_they_are_all_it_asks_for() {
+    let mut web = with_ips(dual(svc("a/web"), FamilyPolicy::PreferDualStack), "198.51.100.1,2001:db8::1");
+    web.status_ips = vec![ip("198.51.100.1")];
+    let p = plan(vec![pool("a", &["198.51.100.0/29", "2001:db8::/120"])], vec![web]);
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.1", "2001:db8::1"]);
+}
