@@ -1,1 +1,61 @@
-fn main(){}
+//! Criterion benchmarks of the allocator (results in BENCHMARKS.md):
+//! (a) a cold plan of 100,000 dual-stack Services;
+//! (b) one more Service into a /16 with 65,000 addresses held.
+//!
+//! Peak memory of (a) is measured by `cargo run --release --example
+//! peak_memory` (a benchmark harness would distort it).
+
+mod inputs;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use herald_core::{Allocator, Config, FamilyPolicy, Snapshot, allocate};
+
+fn cold_plan(c: &mut Criterion) {
+    let snapshot = inputs::cold_dual_stack(100_000);
+    let config = Config::default();
+    let mut group = c.benchmark_group("cold_plan");
+    group.sample_size(20).measurement_time(Duration::from_secs(15));
+    group.bench_function("100k_dual_stack_services", |b| {
+        b.iter(|| black_box(allocate(black_box(&snapshot), &config)))
+    });
+    group.finish();
+}
+
+fn one_more(c: &mut Criterion) {
+    let snapshot = Snapshot {
+        pools: vec![inputs::pool("slash16", &["198.18.0.0/16"])],
+        services: inputs::services(65_000, FamilyPolicy::SingleStack),
+        ..Default::default()
+    };
+    let config = Config::default();
+    let base = Allocator::new(&snapshot, &config);
+    // Distinct newcomers; after each batch the state is cloned afresh (not
+    // timed), so every timed `add` meets 65,000 to 65,500 held addresses.
+    const BATCH: u64 = 500;
+    let newcomers: Vec<_> = (0..BATCH)
+        .map(|k| herald_core::Service::new("new", &format!("svc-{k}")))
+        .collect();
+    c.bench_function("one_more_service_into_slash16_with_65000_held", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0;
+            while done < iters {
+                let mut alloc = base.clone();
+                let batch = (iters - done).min(BATCH);
+                let start = Instant::now();
+                for s in &newcomers[..batch as usize] {
+                    black_box(alloc.add(s, &config));
+                }
+                total += start.elapsed();
+                done += batch;
+            }
+            total
+        })
+    });
+}
+
+criterion_group!(benches, cold_plan, one_more);
+criterion_main!(benches);

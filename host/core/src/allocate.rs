@@ -8,6 +8,7 @@
 //! 3. held addresses are kept, oldest Service first, while still valid;
 //! 4. Services with requested addresses are served, then the rest.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -169,6 +170,7 @@ impl Plan {
 }
 
 /// A valid pool during allocation.
+#[derive(Clone)]
 struct LivePool<'a> {
     name: &'a str,
     spec: &'a PoolSpec,
@@ -187,9 +189,19 @@ impl LivePool<'_> {
 
 /// An address in use: its pool and its holders (indices into the sorted
 /// Services, oldest first).
+#[derive(Clone)]
 struct Use {
     pool: usize,
-    holders: Vec<usize>,
+    /// The first holder inline: most addresses have one, and a `Vec` each
+    /// would cost an allocation per address.
+    first: usize,
+    others: Vec<usize>,
+}
+
+impl Use {
+    fn holders(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.first).chain(self.others.iter().copied())
+    }
 }
 
 type PendingResult = Result<(), Pending>;
@@ -204,6 +216,7 @@ fn pending(reason: PendingReason, message: impl Into<String>) -> PendingResult {
 /// The allocator's working state: the result of a full allocation, which
 /// can then serve more Services one at a time ([`Allocator::add`]) without
 /// starting over, as a controller does when a Service is created.
+#[derive(Clone)]
 pub struct Allocator<'a> {
     services: Vec<&'a Service>,
     namespaces: &'a BTreeMap<String, Labels>,
@@ -216,8 +229,8 @@ pub struct Allocator<'a> {
     used: HashMap<IpAddr, Use>,
     /// Addresses held under a sharing key, in candidate order.
     shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
-    /// What each Service holds so far.
-    held: Vec<Vec<IpAddr>>,
+    /// What each Service holds so far, by family.
+    held: Vec<[Option<IpAddr>; 2]>,
     /// Why each Service is Pending, once served.
     pending: Vec<Option<Pending>>,
     usage: Vec<PoolUsage>,
@@ -256,7 +269,7 @@ impl<'a> Allocator<'a> {
         services.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.id.cmp(&b.id)));
 
         let mut alloc = Allocator {
-            held: vec![Vec::new(); services.len()],
+            held: vec![[None; 2]; services.len()],
             pending: vec![None; services.len()],
             services,
             namespaces: &snapshot.namespaces,
@@ -290,7 +303,7 @@ impl<'a> Allocator<'a> {
         }
         let i = self.services.len();
         self.services.push(service);
-        self.held.push(Vec::new());
+        self.held.push([None; 2]);
         self.pending.push(None);
         self.keep_held(i, service.status_ips.clone());
         self.pending[i] = self.serve(i).err();
@@ -300,9 +313,11 @@ impl<'a> Allocator<'a> {
     /// What Service `i` gets, its addresses in its family order.
     fn outcome(&self, i: usize) -> Outcome {
         let s = self.services[i];
-        let mut ips = self.held[i].clone();
-        let order = s.family_order();
-        ips.sort_by_key(|ip| order.iter().position(|&f| f == Family::of(*ip)));
+        let ips: Vec<IpAddr> = s
+            .family_order()
+            .iter()
+            .filter_map(|f| self.held[i][f.index()])
+            .collect();
         let pool = ips
             .first()
             .and_then(|ip| self.used.get(ip))
@@ -458,6 +473,9 @@ impl<'a> Allocator<'a> {
     /// give it; for a Service no `IPAllocation` names, the addresses in its
     /// status that no `IPAllocation` records (the records are the lock).
     fn claims(&self, allocations: &[Held]) -> Vec<Vec<IpAddr>> {
+        if allocations.is_empty() {
+            return self.services.iter().map(|s| s.status_ips.clone()).collect();
+        }
         let index: HashMap<&ServiceRef, usize> = self
             .services
             .iter()
@@ -539,11 +557,10 @@ impl<'a> Allocator<'a> {
         let Some(u) = self.used.get(&ip) else {
             return false;
         };
-        !u.holders.contains(&i)
-            && u.holders.iter().all(|&h| {
-                let other = self.services[h];
-                other.sharing_key.as_ref() == Some(key) && s.compatible_with(other)
-            })
+        u.holders().all(|h| {
+            let other = self.services[h];
+            h != i && other.sharing_key.as_ref() == Some(key) && s.compatible_with(other)
+        })
     }
 
     /// The lowest address of `family` in the pool that Service `i` may join.
@@ -577,27 +594,36 @@ impl<'a> Allocator<'a> {
     fn hold(&mut self, i: usize, pool: usize, ip: IpAddr) {
         let s = self.services[i];
         let fresh = self.pools[pool].families[Family::of(ip).index()].take(value(ip));
-        let u = self.used.entry(ip).or_insert(Use {
-            pool,
-            holders: Vec::new(),
-        });
-        debug_assert_eq!(fresh, u.holders.is_empty());
-        u.holders.push(i);
+        match self.used.entry(ip) {
+            Entry::Occupied(mut u) => {
+                debug_assert!(!fresh);
+                u.get_mut().others.push(i);
+            }
+            Entry::Vacant(v) => {
+                debug_assert!(fresh);
+                v.insert(Use {
+                    pool,
+                    first: i,
+                    others: Vec::new(),
+                });
+            }
+        }
         if fresh && let Some(key) = &s.sharing_key {
             self.shared
                 .entry(key.as_str())
                 .or_default()
                 .insert((pool, ip));
         }
-        self.held[i].push(ip);
+        self.held[i][Family::of(ip).index()] = Some(ip);
     }
 
     /// The families the Service's policy wants.
-    fn wanted(s: &Service) -> Vec<Family> {
-        let order = s.family_order();
-        match s.family_policy {
-            FamilyPolicy::SingleStack => vec![order[0]],
-            _ => order,
+    fn wanted(s: &Service) -> &'static [Family] {
+        match (s.family_policy, s.family_order()) {
+            (FamilyPolicy::SingleStack, [Family::IPv4, _]) => &[Family::IPv4],
+            (FamilyPolicy::SingleStack, [Family::IPv6, _]) => &[Family::IPv6],
+            (_, [Family::IPv4, _]) => &[Family::IPv4, Family::IPv6],
+            (_, [Family::IPv6, _]) => &[Family::IPv6, Family::IPv4],
         }
     }
 
@@ -664,9 +690,9 @@ impl<'a> Allocator<'a> {
         match &s.request {
             Request::Invalid(message) => pending(PendingReason::InvalidRequest, message.clone()),
             Request::Ips(ips) => self.serve_request(i, ips),
-            Request::None => match self.held[i].first() {
-                Some(first) => {
-                    let pool = self.used[first].pool;
+            Request::None => match self.held[i].iter().flatten().next() {
+                Some(held) => {
+                    let pool = self.used[held].pool;
                     self.complete(i, pool);
                     Ok(())
                 }
@@ -678,8 +704,8 @@ impl<'a> Allocator<'a> {
     /// Adds what a PreferDualStack Service that kept one address lacks,
     /// from the same pool, when it can.
     fn complete(&mut self, i: usize, pool: usize) {
-        for family in Self::wanted(self.services[i]) {
-            if self.held[i].iter().any(|h| Family::of(*h) == family) {
+        for &family in Self::wanted(self.services[i]) {
+            if self.held[i][family.index()].is_some() {
                 continue;
             }
             if let Some(ip) = self.pick(i, pool, family) {
@@ -735,11 +761,10 @@ impl<'a> Allocator<'a> {
         // Check every address before holding any: a Pending Service holds
         // nothing.
         for &ip in ips {
-            if !self.held[i].contains(&ip) && !self.available(i, pool, ip) {
+            if !self.held[i].contains(&Some(ip)) && !self.available(i, pool, ip) {
                 let holders: Vec<String> = self.used[&ip]
-                    .holders
-                    .iter()
-                    .map(|&h| self.services[h].id.to_string())
+                    .holders()
+                    .map(|h| self.services[h].id.to_string())
                     .collect();
                 return pending(
                     PendingReason::RequestedIpInUse,
@@ -748,7 +773,7 @@ impl<'a> Allocator<'a> {
             }
         }
         for &ip in ips {
-            if !self.held[i].contains(&ip) {
+            if !self.held[i].contains(&Some(ip)) {
                 self.hold(i, pool, ip);
             }
         }

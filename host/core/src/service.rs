@@ -145,16 +145,13 @@ impl Service {
         }
     }
 
-    /// The families in the Service's order: `ipFamilies` as written, then
-    /// the missing ones (IPv4 before IPv6).
-    pub fn family_order(&self) -> Vec<Family> {
-        let mut order = self.families.clone();
-        for f in Family::ALL {
-            if !order.contains(&f) {
-                order.push(f);
-            }
+    /// Both families in the Service's order: `ipFamilies` as written, then
+    /// the missing one (IPv4 before IPv6).
+    pub fn family_order(&self) -> [Family; 2] {
+        match self.families.first() {
+            Some(&first) => [first, first.other()],
+            None => Family::ALL,
         }
-        order
     }
 
     /// Whether `self` may share an address with `other`: no (port, protocol)
