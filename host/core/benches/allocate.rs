@@ -17,7 +17,9 @@ fn cold_plan(c: &mut Criterion) {
     let snapshot = inputs::cold_dual_stack(100_000);
     let config = Config::default();
     let mut group = c.benchmark_group("cold_plan");
-    group.sample_size(20).measurement_time(Duration::from_secs(15));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(15));
     group.bench_function("100k_dual_stack_services", |b| {
         b.iter(|| black_box(allocate(black_box(&snapshot), &config)))
     });

@@ -3,7 +3,7 @@
 //! process's peak resident set (VmHWM) after building the input and after
 //! allocating.
 
-#[path = "../benches/inputs.rs"]
+#[path = "../benches/inputs/mod.rs"]
 mod inputs;
 
 use herald_core::{Config, allocate};
@@ -24,6 +24,12 @@ fn main() {
     let peak = peak_kib();
     let allocated = plan.services.iter().filter(|o| o.pending.is_none()).count();
     println!("services allocated: {allocated}");
-    println!("peak RSS after building the input: {:.1} MiB", input as f64 / 1024.0);
-    println!("peak RSS after allocating:         {:.1} MiB", peak as f64 / 1024.0);
+    println!(
+        "peak RSS after building the input: {:.1} MiB",
+        input as f64 / 1024.0
+    );
+    println!(
+        "peak RSS after allocating:         {:.1} MiB",
+        peak as f64 / 1024.0
+    );
 }

@@ -311,7 +311,14 @@ mod tests {
             range("198.51.100.1-2001:db8::1"),
             Err(AddressEntryError::MixedFamilies { .. })
         ));
-        for bad in ["", "pool", "198.51.100.0/", "198.51.100.0/+4", "1.2.3.4/24/1", "1.2.3-1.2.3.4"] {
+        for bad in [
+            "",
+            "pool",
+            "198.51.100.0/",
+            "198.51.100.0/+4",
+            "1.2.3.4/24/1",
+            "1.2.3-1.2.3.4",
+        ] {
             assert!(
                 matches!(range(bad), Err(AddressEntryError::Unparsable { .. })),
                 "{bad:?}"

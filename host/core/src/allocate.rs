@@ -333,7 +333,8 @@ impl<'a> Allocator<'a> {
 
     /// The plan: every Service's outcome, pool usage, ignored objects.
     pub fn into_plan(self) -> Plan {
-        let mut outcomes: Vec<Outcome> = (0..self.services.len()).map(|i| self.outcome(i)).collect();
+        let mut outcomes: Vec<Outcome> =
+            (0..self.services.len()).map(|i| self.outcome(i)).collect();
         outcomes.sort_by(|a, b| a.service.cmp(&b.service));
         let mut allocated: HashMap<&str, u128> = HashMap::new();
         for u in self.used.values() {
@@ -416,7 +417,11 @@ fn validate_pools<'a>(
     }
 
     valid.sort_by(|a, b| {
-        (a.1.priority.is_none(), a.1.priority, a.0).cmp(&(b.1.priority.is_none(), b.1.priority, b.0))
+        (a.1.priority.is_none(), a.1.priority, a.0).cmp(&(
+            b.1.priority.is_none(),
+            b.1.priority,
+            b.0,
+        ))
     });
     let mut owners = Owners::new();
     let mut pools = Vec::with_capacity(valid.len());
@@ -434,7 +439,9 @@ fn validate_pools<'a>(
         usage.push(PoolUsage {
             name: name.to_owned(),
             valid: true,
-            capacity: families[0].capacity().saturating_add(families[1].capacity()),
+            capacity: families[0]
+                .capacity()
+                .saturating_add(families[1].capacity()),
             allocated: 0,
         });
         pools.push(LivePool {
@@ -506,9 +513,11 @@ impl<'a> Allocator<'a> {
         if let Some(labels) = self.namespaces.get(namespace) {
             return labels;
         }
-        self.implicit_namespaces.entry(namespace).or_insert_with(|| {
-            Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())])
-        })
+        self.implicit_namespaces
+            .entry(namespace)
+            .or_insert_with(|| {
+                Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())])
+            })
     }
 
     /// Whether the pool's selectors admit the Service.
@@ -745,18 +754,25 @@ impl<'a> Allocator<'a> {
             {
                 return pending(
                     PendingReason::RequestedIpNotInPool,
-                    format!("requested address {ip} is in pool {name:?}, not in the requested pool {wanted:?}"),
+                    format!(
+                        "requested address {ip} is in pool {name:?}, not in the requested pool {wanted:?}"
+                    ),
                 );
             }
             if !self.admits(p, s) {
                 return pending(
                     PendingReason::RequestedIpNotInPool,
-                    format!("requested address {ip} is in pool {name:?}, whose selectors do not admit this Service"),
+                    format!(
+                        "requested address {ip} is in pool {name:?}, whose selectors do not admit this Service"
+                    ),
                 );
             }
         }
         let Some(pool) = pool else {
-            return pending(PendingReason::InvalidRequest, "the request names no address");
+            return pending(
+                PendingReason::InvalidRequest,
+                "the request names no address",
+            );
         };
         // Check every address before holding any: a Pending Service holds
         // nothing.
@@ -882,8 +898,11 @@ impl<'a> Allocator<'a> {
             .iter()
             .find(|&&p| self.joinable_in(i, p, fams[0]).is_some())
             .and_then(|&p| picks(self, p).map(|ips| (p, ips)));
-        let chosen =
-            shared_first.or_else(|| pools.iter().find_map(|&p| picks(self, p).map(|ips| (p, ips))));
+        let chosen = shared_first.or_else(|| {
+            pools
+                .iter()
+                .find_map(|&p| picks(self, p).map(|ips| (p, ips)))
+        });
         match chosen {
             Some((pool, ips)) => {
                 for ip in ips {

@@ -10,17 +10,24 @@
 //! - [`selector`]: Kubernetes label selectors;
 //! - [`pool`]: validated pool specs and the free-address index;
 //! - [`service`]: Services and held addresses as the allocator sees them;
+//! - [`bgp`]: BGP peers and advertisements, ASNs, communities;
+//! - [`l2`]: L2 advertisements and interface names;
+//! - [`plugin`]: policy plugins: world, source, digest, limits;
 //! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4).
 
 pub mod addr;
 pub mod allocate;
+pub mod bgp;
+pub mod l2;
+pub mod plugin;
 pub mod pool;
 pub mod selector;
 pub mod service;
 
 pub use addr::{AddressEntryError, AddressRange, Family};
 pub use allocate::{
-    Allocator, Config, ConfigError, Outcome, Pending, PendingReason, Plan, PoolUsage, Snapshot, allocate,
+    Allocator, Config, ConfigError, Outcome, Pending, PendingReason, Plan, PoolUsage, Snapshot,
+    allocate,
 };
 pub use pool::{PoolDecl, PoolSpec};
 pub use selector::{LabelSelector, Labels, Requirement};

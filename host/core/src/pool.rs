@@ -144,7 +144,11 @@ impl FamilyPool {
         if !self.avoid_buggy {
             return all;
         }
-        let below = if first == 0 { 0 } else { buggy_up_to(first - 1) };
+        let below = if first == 0 {
+            0
+        } else {
+            buggy_up_to(first - 1)
+        };
         all - (buggy_up_to(last) - below)
     }
 
@@ -235,7 +239,11 @@ mod tests {
     #[test]
     fn overlapping_entries_of_one_pool_are_merged() {
         let p = family_pool(
-            &["198.51.100.0/25", "198.51.100.100-198.51.100.130", "198.51.100.131/32"],
+            &[
+                "198.51.100.0/25",
+                "198.51.100.100-198.51.100.130",
+                "198.51.100.131/32",
+            ],
             false,
         );
         assert_eq!(p.capacity(), 132);
@@ -274,7 +282,10 @@ mod tests {
         let mut p = family_pool(&["198.51.100.0/24"], true);
         assert!(p.take(v("198.51.100.1")));
         assert!(!p.take(v("198.51.100.1")), "already held");
-        assert!(!p.take(v("198.51.100.255")), "buggy address is not in the pool");
+        assert!(
+            !p.take(v("198.51.100.255")),
+            "buggy address is not in the pool"
+        );
         assert_eq!(p.lowest_free(), Some(v("198.51.100.2")));
         for i in 2..=254 {
             assert_eq!(p.lowest_free(), Some(v(&format!("198.51.100.{i}"))));

@@ -23,7 +23,13 @@ const BLOCKS: [&str; 6] = [
 ];
 
 /// Addresses Services may request.
-const REQUESTABLE: [&str; 5] = ["198.51.100.1", "198.51.100.9", "2001:db8::1", "203.0.113.2", "192.0.2.1"];
+const REQUESTABLE: [&str; 5] = [
+    "198.51.100.1",
+    "198.51.100.9",
+    "2001:db8::1",
+    "203.0.113.2",
+    "192.0.2.1",
+];
 
 fn pool_strategy(name: &'static str) -> impl Strategy<Value = PoolDecl> {
     (
@@ -52,7 +58,11 @@ fn pool_strategy(name: &'static str) -> impl Strategy<Value = PoolDecl> {
 
 fn service_strategy() -> impl Strategy<Value = Service> {
     (
-        (prop::sample::select(vec!["a", "b"]), 0..8usize, prop::option::of(0..5i64)),
+        (
+            prop::sample::select(vec!["a", "b"]),
+            0..8usize,
+            prop::option::of(0..5i64),
+        ),
         prop::sample::select(vec![
             FamilyPolicy::SingleStack,
             FamilyPolicy::PreferDualStack,
@@ -65,30 +75,32 @@ fn service_strategy() -> impl Strategy<Value = Service> {
         prop::option::weighted(0.2, prop::sample::subsequence(REQUESTABLE.to_vec(), 1..=2)),
         prop::option::weighted(0.15, prop::sample::select(vec!["p0", "p1", "p2"])),
     )
-        .prop_map(|((ns, n, created), policy, v6_first, key, ports, local, request, pool)| {
-            let mut s = Service::new(ns, &format!("s{n}"));
-            s.created = created;
-            s.family_policy = policy;
-            if v6_first {
-                s.families = vec![Family::IPv6];
-            }
-            s.sharing_key = key.map(str::to_owned);
-            s.ports = ports
-                .into_iter()
-                .map(|port| Port {
-                    port,
-                    protocol: "TCP".into(),
-                })
-                .collect();
-            if local {
-                s.traffic_policy = TrafficPolicy::Local;
-            }
-            if let Some(ips) = request {
-                s.request = Request::Ips(ips.iter().map(|i| i.parse().unwrap()).collect());
-            }
-            s.pool = pool.map(str::to_owned);
-            s
-        })
+        .prop_map(
+            |((ns, n, created), policy, v6_first, key, ports, local, request, pool)| {
+                let mut s = Service::new(ns, &format!("s{n}"));
+                s.created = created;
+                s.family_policy = policy;
+                if v6_first {
+                    s.families = vec![Family::IPv6];
+                }
+                s.sharing_key = key.map(str::to_owned);
+                s.ports = ports
+                    .into_iter()
+                    .map(|port| Port {
+                        port,
+                        protocol: "TCP".into(),
+                    })
+                    .collect();
+                if local {
+                    s.traffic_policy = TrafficPolicy::Local;
+                }
+                if let Some(ips) = request {
+                    s.request = Request::Ips(ips.iter().map(|i| i.parse().unwrap()).collect());
+                }
+                s.pool = pool.map(str::to_owned);
+                s
+            },
+        )
 }
 
 /// One step of a history.
@@ -141,13 +153,21 @@ fn check_no_double_allocation(snapshot: &Snapshot, plan: &Plan) -> Result<(), Te
     for o in &plan.services {
         let s = by_id[&o.service];
         let families: HashSet<Family> = o.ips.iter().map(|ip| Family::of(*ip)).collect();
-        prop_assert_eq!(families.len(), o.ips.len(), "one address per family: {:?}", o);
+        prop_assert_eq!(
+            families.len(),
+            o.ips.len(),
+            "one address per family: {:?}",
+            o
+        );
         prop_assert_eq!(o.ips.is_empty(), o.pending.is_some(), "{:?}", o);
         if let Some(pool) = &o.pool {
             let decl = snapshot.pools.iter().find(|p| &p.name == pool).unwrap();
             let spec = decl.spec.as_ref().unwrap();
             for ip in &o.ips {
-                prop_assert!(spec.addresses.iter().any(|r| r.contains(*ip)), "{ip} not in {pool}");
+                prop_assert!(
+                    spec.addresses.iter().any(|r| r.contains(*ip)),
+                    "{ip} not in {pool}"
+                );
             }
         }
         for ip in &o.ips {
@@ -157,7 +177,10 @@ fn check_no_double_allocation(snapshot: &Snapshot, plan: &Plan) -> Result<(), Te
     for (ip, hs) in holders {
         if hs.len() > 1 {
             for (i, a) in hs.iter().enumerate() {
-                prop_assert!(a.sharing_key.is_some(), "{ip} shared by a Service without a key");
+                prop_assert!(
+                    a.sharing_key.is_some(),
+                    "{ip} shared by a Service without a key"
+                );
                 for b in &hs[i + 1..] {
                     prop_assert_eq!(&a.sharing_key, &b.sharing_key, "{} shared across keys", ip);
                     prop_assert!(a.compatible_with(b), "{ip} shared by incompatible Services");
@@ -281,8 +304,11 @@ fn unique(mut services: Vec<Service>) -> Vec<Service> {
     services
 }
 
-/// What a plan decides for each Service: addresses, pool, Pending reason.
-fn decisions(plan: &Plan) -> Vec<(String, Vec<IpAddr>, Option<String>, Option<String>)> {
+/// What a plan decides for one Service: name, addresses, pool, Pending reason.
+type Decision = (String, Vec<IpAddr>, Option<String>, Option<String>);
+
+/// What a plan decides for each Service.
+fn decisions(plan: &Plan) -> Vec<Decision> {
     plan.services
         .iter()
         .map(|o| {

@@ -73,7 +73,11 @@ fn outcome<'a>(plan: &'a Plan, id: &str) -> &'a Outcome {
 }
 
 fn ips(plan: &Plan, id: &str) -> Vec<String> {
-    outcome(plan, id).ips.iter().map(|i| i.to_string()).collect()
+    outcome(plan, id)
+        .ips
+        .iter()
+        .map(|i| i.to_string())
+        .collect()
 }
 
 fn reason(plan: &Plan, id: &str) -> Option<PendingReason> {
@@ -99,7 +103,10 @@ fn replan(previous: &Plan, pools: Vec<PoolDecl>, services: Vec<Service>) -> Plan
 fn which_services_only_type_load_balancer_qualifies() {
     let mut cluster_ip = svc("a/internal");
     cluster_ip.load_balancer = false;
-    let p = plan(vec![pool("p", &["198.51.100.0/30"])], vec![cluster_ip, svc("a/web")]);
+    let p = plan(
+        vec![pool("p", &["198.51.100.0/30"])],
+        vec![cluster_ip, svc("a/web")],
+    );
     assert_eq!(p.services.len(), 1);
     assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
 }
@@ -110,7 +117,10 @@ fn which_services_load_balancer_class_unset_or_herald() {
     ours.class = Some(DEFAULT_LOAD_BALANCER_CLASS.into());
     let mut theirs = svc("a/theirs");
     theirs.class = Some("other.io/lb".into());
-    let p = plan(vec![pool("p", &["198.51.100.0/30"])], vec![ours, theirs, svc("a/unset")]);
+    let p = plan(
+        vec![pool("p", &["198.51.100.0/30"])],
+        vec![ours, theirs, svc("a/unset")],
+    );
     let names: Vec<String> = p.services.iter().map(|o| o.service.to_string()).collect();
     assert_eq!(names, ["a/ours", "a/unset"]);
 }
@@ -142,8 +152,14 @@ fn pool_addresses_include_network_and_broadcast() {
 #[test]
 fn pool_avoid_buggy_ips_skips_dot_zero_and_dot_255() {
     let p = plan(
-        vec![decl("p", &["198.51.100.254-198.51.101.1"], |s| s.avoid_buggy_ips = true)],
-        vec![aged(svc("a/s1"), 1), aged(svc("a/s2"), 2), aged(svc("a/s3"), 3)],
+        vec![decl("p", &["198.51.100.254-198.51.101.1"], |s| {
+            s.avoid_buggy_ips = true
+        })],
+        vec![
+            aged(svc("a/s1"), 1),
+            aged(svc("a/s2"), 2),
+            aged(svc("a/s3"), 3),
+        ],
     );
     assert_eq!(ips(&p, "a/s1"), ["198.51.100.254"]);
     assert_eq!(ips(&p, "a/s2"), ["198.51.101.1"]);
@@ -164,7 +180,11 @@ fn pool_overlapping_an_earlier_pool_is_invalid_and_reported() {
     assert_eq!(late.capacity, 0);
     assert_eq!(p.errors.len(), 1);
     assert_eq!(p.errors[0].name, "aa-late");
-    assert!(p.errors[0].message.contains("zz-early"), "{}", p.errors[0].message);
+    assert!(
+        p.errors[0].message.contains("zz-early"),
+        "{}",
+        p.errors[0].message
+    );
 }
 
 #[test]
@@ -185,7 +205,12 @@ fn pool_overlap_with_an_invalid_pool_does_not_invalidate() {
     d.created = None;
     let e = decl("e", &["203.0.113.0/24"], |_| {});
     let p = plan(vec![a, b, c, d, e], vec![]);
-    let valid: Vec<&str> = p.pools.iter().filter(|u| u.valid).map(|u| u.name.as_str()).collect();
+    let valid: Vec<&str> = p
+        .pools
+        .iter()
+        .filter(|u| u.valid)
+        .map(|u| u.name.as_str())
+        .collect();
     assert_eq!(valid, ["a", "c", "e"]);
     // "f" overlaps only "b", which is invalid: f stays valid.
     let p = plan(
@@ -196,13 +221,21 @@ fn pool_overlap_with_an_invalid_pool_does_not_invalidate() {
         ],
         vec![],
     );
-    let valid: Vec<&str> = p.pools.iter().filter(|u| u.valid).map(|u| u.name.as_str()).collect();
+    let valid: Vec<&str> = p
+        .pools
+        .iter()
+        .filter(|u| u.valid)
+        .map(|u| u.name.as_str())
+        .collect();
     assert_eq!(valid, ["a", "f"]);
 }
 
 #[test]
 fn pool_entries_of_one_pool_may_overlap_each_other() {
-    let p = plan(vec![pool("p", &["198.51.100.0/24", "198.51.100.0/25"])], vec![]);
+    let p = plan(
+        vec![pool("p", &["198.51.100.0/24", "198.51.100.0/25"])],
+        vec![],
+    );
     assert!(p.pools[0].valid);
     assert_eq!(p.pools[0].capacity, 256);
 }
@@ -214,7 +247,10 @@ fn pool_malformed_is_reported_and_everything_else_goes_on() {
         created: None,
         spec: Err("spec.addresses[0]: nope".into()),
     };
-    let p = plan(vec![bad, pool("good", &["198.51.100.0/24"])], vec![svc("a/web")]);
+    let p = plan(
+        vec![bad, pool("good", &["198.51.100.0/24"])],
+        vec![svc("a/web")],
+    );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
     assert_eq!(p.errors[0].kind, "IPPool");
     assert_eq!(p.errors[0].message, "spec.addresses[0]: nope");
@@ -250,7 +286,9 @@ fn candidates_need_auto_assign() {
 fn candidates_namespaces_list() {
     let p = plan(
         vec![
-            decl("a", &["198.51.100.0/24"], |s| s.namespaces = vec!["team-a".into()]),
+            decl("a", &["198.51.100.0/24"], |s| {
+                s.namespaces = vec!["team-a".into()]
+            }),
             pool("b", &["203.0.113.0/24"]),
         ],
         vec![svc("team-a/web"), svc("team-b/web")],
@@ -305,14 +343,19 @@ fn candidates_namespace_without_object_has_only_its_name_label() {
 #[test]
 fn candidates_service_selector_with_match_expressions() {
     let sel = LabelSelector {
-        match_expressions: vec![Requirement::In("app".into(), vec!["web".into(), "api".into()])],
+        match_expressions: vec![Requirement::In(
+            "app".into(),
+            vec!["web".into(), "api".into()],
+        )],
         ..Default::default()
     };
     let mut web = svc("a/web");
     web.labels.insert("app".into(), "web".into());
     let p = plan(
         vec![
-            decl("apps", &["198.51.100.0/24"], |s| s.service_selector = Some(sel)),
+            decl("apps", &["198.51.100.0/24"], |s| {
+                s.service_selector = Some(sel)
+            }),
             pool("rest", &["203.0.113.0/24"]),
         ],
         vec![web, svc("a/db")],
@@ -333,7 +376,10 @@ fn candidates_order_priority_first_lower_first_then_name() {
     );
     assert_eq!(ips(&p, "a/web"), ["203.0.113.0"]);
     let p = plan(
-        vec![pool("b", &["198.51.100.0/24"]), pool("a", &["203.0.113.0/24"])],
+        vec![
+            pool("b", &["198.51.100.0/24"]),
+            pool("a", &["203.0.113.0/24"]),
+        ],
         vec![svc("a/web")],
     );
     assert_eq!(ips(&p, "a/web"), ["203.0.113.0"], "ties by name");
@@ -344,7 +390,10 @@ fn candidates_need_the_family() {
     let mut v6 = svc("a/v6");
     v6.families = vec![Family::IPv6];
     let p = plan(
-        vec![pool("a", &["198.51.100.0/24"]), pool("b", &["2001:db8::/120"])],
+        vec![
+            pool("a", &["198.51.100.0/24"]),
+            pool("b", &["2001:db8::/120"]),
+        ],
         vec![v6],
     );
     assert_eq!(ips(&p, "a/v6"), ["2001:db8::"]);
@@ -372,7 +421,9 @@ fn request_pool_annotation_still_enforces_selectors() {
     let mut web = svc("a/web");
     web.pool = Some("team-b".into());
     let p = plan(
-        vec![decl("team-b", &["203.0.113.0/24"], |s| s.namespaces = vec!["b".into()])],
+        vec![decl("team-b", &["203.0.113.0/24"], |s| {
+            s.namespaces = vec!["b".into()]
+        })],
         vec![web],
     );
     assert_eq!(reason(&p, "a/web"), Some(PendingReason::NoMatchingPool));
@@ -381,7 +432,9 @@ fn request_pool_annotation_still_enforces_selectors() {
 #[test]
 fn request_ip_from_an_auto_assign_false_pool() {
     let p = plan(
-        vec![decl("manual", &["203.0.113.0/24"], |s| s.auto_assign = false)],
+        vec![decl("manual", &["203.0.113.0/24"], |s| {
+            s.auto_assign = false
+        })],
         vec![with_ips(svc("a/web"), "203.0.113.7")],
     );
     assert_eq!(ips(&p, "a/web"), ["203.0.113.7"]);
@@ -390,11 +443,22 @@ fn request_ip_from_an_auto_assign_false_pool() {
 #[test]
 fn request_ip_must_lie_in_a_pool_the_service_may_use() {
     let p = plan(
-        vec![decl("b-only", &["203.0.113.0/24"], |s| s.namespaces = vec!["b".into()])],
-        vec![with_ips(svc("a/web"), "203.0.113.7"), with_ips(svc("a/api"), "192.0.2.1")],
+        vec![decl("b-only", &["203.0.113.0/24"], |s| {
+            s.namespaces = vec!["b".into()]
+        })],
+        vec![
+            with_ips(svc("a/web"), "203.0.113.7"),
+            with_ips(svc("a/api"), "192.0.2.1"),
+        ],
     );
-    assert_eq!(reason(&p, "a/web"), Some(PendingReason::RequestedIpNotInPool));
-    assert_eq!(reason(&p, "a/api"), Some(PendingReason::RequestedIpNotInPool));
+    assert_eq!(
+        reason(&p, "a/web"),
+        Some(PendingReason::RequestedIpNotInPool)
+    );
+    assert_eq!(
+        reason(&p, "a/api"),
+        Some(PendingReason::RequestedIpNotInPool)
+    );
 }
 
 #[test]
@@ -403,16 +467,28 @@ fn request_ip_excluded_by_avoid_buggy_ips_is_not_in_the_pool() {
         vec![decl("p", &["203.0.113.0/24"], |s| s.avoid_buggy_ips = true)],
         vec![with_ips(svc("a/web"), "203.0.113.255")],
     );
-    assert_eq!(reason(&p, "a/web"), Some(PendingReason::RequestedIpNotInPool));
+    assert_eq!(
+        reason(&p, "a/web"),
+        Some(PendingReason::RequestedIpNotInPool)
+    );
 }
 
 #[test]
 fn request_ips_in_two_pools_are_not_in_pool() {
     let p = plan(
-        vec![pool("a", &["198.51.100.0/24"]), pool("b", &["2001:db8::/120"])],
-        vec![with_ips(dual(svc("a/web"), FamilyPolicy::RequireDualStack), "198.51.100.1,2001:db8::1")],
+        vec![
+            pool("a", &["198.51.100.0/24"]),
+            pool("b", &["2001:db8::/120"]),
+        ],
+        vec![with_ips(
+            dual(svc("a/web"), FamilyPolicy::RequireDualStack),
+            "198.51.100.1,2001:db8::1",
+        )],
     );
-    assert_eq!(reason(&p, "a/web"), Some(PendingReason::RequestedIpNotInPool));
+    assert_eq!(
+        reason(&p, "a/web"),
+        Some(PendingReason::RequestedIpNotInPool)
+    );
 }
 
 #[test]
@@ -420,10 +496,16 @@ fn request_ip_and_pool_annotation_must_agree() {
     let mut web = with_ips(svc("a/web"), "198.51.100.1");
     web.pool = Some("b".into());
     let p = plan(
-        vec![pool("a", &["198.51.100.0/24"]), pool("b", &["203.0.113.0/24"])],
+        vec![
+            pool("a", &["198.51.100.0/24"]),
+            pool("b", &["203.0.113.0/24"]),
+        ],
         vec![web],
     );
-    assert_eq!(reason(&p, "a/web"), Some(PendingReason::RequestedIpNotInPool));
+    assert_eq!(
+        reason(&p, "a/web"),
+        Some(PendingReason::RequestedIpNotInPool)
+    );
 }
 
 #[test]
@@ -440,7 +522,10 @@ fn request_that_does_not_parse_is_invalid() {
 fn request_two_addresses_of_one_family_is_invalid() {
     let p = plan(
         vec![pool("a", &["198.51.100.0/24"])],
-        vec![with_ips(dual(svc("a/web"), FamilyPolicy::PreferDualStack), "198.51.100.1,198.51.100.2")],
+        vec![with_ips(
+            dual(svc("a/web"), FamilyPolicy::PreferDualStack),
+            "198.51.100.1,198.51.100.2",
+        )],
     );
     assert_eq!(reason(&p, "a/web"), Some(PendingReason::InvalidRequest));
 }
@@ -451,18 +536,27 @@ fn request_must_fit_the_family_policy() {
     // SingleStack (IPv4 when ipFamilies is unset): exactly one IPv4 address.
     let p = plan(pools(), vec![with_ips(svc("a/v6"), "2001:db8::1")]);
     assert_eq!(reason(&p, "a/v6"), Some(PendingReason::InvalidRequest));
-    let p = plan(pools(), vec![with_ips(svc("a/two"), "198.51.100.1,2001:db8::1")]);
+    let p = plan(
+        pools(),
+        vec![with_ips(svc("a/two"), "198.51.100.1,2001:db8::1")],
+    );
     assert_eq!(reason(&p, "a/two"), Some(PendingReason::InvalidRequest));
     // RequireDualStack: one of each.
     let p = plan(
         pools(),
-        vec![with_ips(dual(svc("a/req"), FamilyPolicy::RequireDualStack), "198.51.100.1")],
+        vec![with_ips(
+            dual(svc("a/req"), FamilyPolicy::RequireDualStack),
+            "198.51.100.1",
+        )],
     );
     assert_eq!(reason(&p, "a/req"), Some(PendingReason::InvalidRequest));
     // PreferDualStack: what is requested, exactly.
     let p = plan(
         pools(),
-        vec![with_ips(dual(svc("a/pref"), FamilyPolicy::PreferDualStack), "2001:db8::9")],
+        vec![with_ips(
+            dual(svc("a/pref"), FamilyPolicy::PreferDualStack),
+            "2001:db8::9",
+        )],
     );
     assert_eq!(ips(&p, "a/pref"), ["2001:db8::9"]);
 }
@@ -477,8 +571,18 @@ fn request_ip_in_use_by_an_incompatible_service() {
         ],
     );
     assert_eq!(ips(&p, "a/first"), ["198.51.100.5"]);
-    assert_eq!(reason(&p, "a/second"), Some(PendingReason::RequestedIpInUse));
-    assert!(outcome(&p, "a/second").pending.as_ref().unwrap().message.contains("a/first"));
+    assert_eq!(
+        reason(&p, "a/second"),
+        Some(PendingReason::RequestedIpInUse)
+    );
+    assert!(
+        outcome(&p, "a/second")
+            .pending
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("a/first")
+    );
 }
 
 #[test]
@@ -499,7 +603,10 @@ fn request_ip_shared_by_key() {
 
 #[test]
 fn family_single_stack_defaults_to_ipv4() {
-    let p = plan(vec![pool("a", &["2001:db8::/120", "198.51.100.0/24"])], vec![svc("a/web")]);
+    let p = plan(
+        vec![pool("a", &["2001:db8::/120", "198.51.100.0/24"])],
+        vec![svc("a/web")],
+    );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
 }
 
@@ -507,7 +614,10 @@ fn family_single_stack_defaults_to_ipv4() {
 fn family_single_stack_uses_the_first_listed_family() {
     let mut web = svc("a/web");
     web.families = vec![Family::IPv6, Family::IPv4];
-    let p = plan(vec![pool("a", &["2001:db8::/120", "198.51.100.0/24"])], vec![web]);
+    let p = plan(
+        vec![pool("a", &["2001:db8::/120", "198.51.100.0/24"])],
+        vec![web],
+    );
     assert_eq!(ips(&p, "a/web"), ["2001:db8::"]);
 }
 
@@ -529,19 +639,32 @@ fn family_prefer_dual_stack_gets_both_from_one_pool_in_family_order() {
 #[test]
 fn family_prefer_dual_stack_falls_back_to_one_address() {
     let p = plan(
-        vec![pool("v4", &["198.51.100.0/24"]), pool("v6", &["2001:db8::/120"])],
+        vec![
+            pool("v4", &["198.51.100.0/24"]),
+            pool("v6", &["2001:db8::/120"]),
+        ],
         vec![dual(svc("a/web"), FamilyPolicy::PreferDualStack)],
     );
-    assert_eq!(ips(&p, "a/web"), ["198.51.100.0"], "one pool for all addresses");
+    assert_eq!(
+        ips(&p, "a/web"),
+        ["198.51.100.0"],
+        "one pool for all addresses"
+    );
 }
 
 #[test]
 fn family_require_dual_stack_needs_one_pool_with_both() {
     let p = plan(
-        vec![pool("v4", &["198.51.100.0/24"]), pool("v6", &["2001:db8::/120"])],
+        vec![
+            pool("v4", &["198.51.100.0/24"]),
+            pool("v6", &["2001:db8::/120"]),
+        ],
         vec![dual(svc("a/web"), FamilyPolicy::RequireDualStack)],
     );
-    assert_eq!(reason(&p, "a/web"), Some(PendingReason::DualStackUnavailable));
+    assert_eq!(
+        reason(&p, "a/web"),
+        Some(PendingReason::DualStackUnavailable)
+    );
     let p = plan(
         vec![pool("dual", &["198.51.100.0/24", "2001:db8::/120"])],
         vec![dual(svc("a/web"), FamilyPolicy::RequireDualStack)],
@@ -559,7 +682,10 @@ fn family_require_dual_stack_pool_exhausted_in_one_family() {
         ],
     );
     assert_eq!(reason(&p, "a/second"), Some(PendingReason::PoolExhausted));
-    assert!(outcome(&p, "a/second").ips.is_empty(), "nothing held while Pending");
+    assert!(
+        outcome(&p, "a/second").ips.is_empty(),
+        "nothing held while Pending"
+    );
     assert_eq!(p.pools[0].allocated, 1);
 }
 
@@ -572,7 +698,11 @@ fn choice_lowest_free_address_of_the_first_pool_that_can_serve() {
             decl("a", &["198.51.100.10/32"], |s| s.priority = Some(1)),
             pool("b", &["203.0.113.0/24"]),
         ],
-        vec![aged(svc("a/one"), 1), aged(svc("a/two"), 2), aged(svc("a/three"), 3)],
+        vec![
+            aged(svc("a/one"), 1),
+            aged(svc("a/two"), 2),
+            aged(svc("a/three"), 3),
+        ],
     );
     assert_eq!(ips(&p, "a/one"), ["198.51.100.10"]);
     assert_eq!(ips(&p, "a/two"), ["203.0.113.0"]);
@@ -672,7 +802,10 @@ fn sharing_joinable_addresses_come_before_free_ones_across_pools() {
             decl("a", &["198.51.100.0/24"], |s| s.priority = Some(1)),
             pool("b", &["203.0.113.0/24"]),
         ],
-        vec![aged(first, 1), aged(shared(svc("a/second"), "k", &[443]), 2)],
+        vec![
+            aged(first, 1),
+            aged(shared(svc("a/second"), "k", &[443]), 2),
+        ],
     );
     assert_eq!(ips(&p, "a/first"), ["203.0.113.0"]);
     assert_eq!(ips(&p, "a/second"), ["203.0.113.0"]);
@@ -685,7 +818,11 @@ fn stability_held_addresses_are_kept() {
     let pools = || vec![pool("a", &["198.51.100.0/24"])];
     let first = plan(pools(), vec![aged(svc("a/one"), 5)]);
     // An older Service appears; the held address does not move.
-    let second = replan(&first, pools(), vec![aged(svc("a/one"), 5), aged(svc("a/zero"), 1)]);
+    let second = replan(
+        &first,
+        pools(),
+        vec![aged(svc("a/one"), 5), aged(svc("a/zero"), 1)],
+    );
     assert_eq!(ips(&second, "a/one"), ["198.51.100.0"]);
     assert_eq!(ips(&second, "a/zero"), ["198.51.100.1"]);
 }
@@ -726,7 +863,11 @@ fn stability_on_conflict_the_older_service_keeps_the_address() {
     old.status_ips = vec![ip("198.51.100.9")];
     let p = plan(vec![pool("a", &["198.51.100.0/24"])], vec![young, old]);
     assert_eq!(ips(&p, "b/old"), ["198.51.100.9"]);
-    assert_eq!(ips(&p, "a/young"), ["198.51.100.0"], "allocated like any other, not Pending");
+    assert_eq!(
+        ips(&p, "a/young"),
+        ["198.51.100.0"],
+        "allocated like any other, not Pending"
+    );
 }
 
 #[test]
@@ -740,7 +881,9 @@ fn stability_invalid_held_address_is_dropped_and_reallocated() {
     web.status_ips = vec![ip("198.51.100.7")];
     let p = plan(
         vec![
-            decl("a", &["198.51.100.0/24"], |s| s.namespaces = vec!["b".into()]),
+            decl("a", &["198.51.100.0/24"], |s| {
+                s.namespaces = vec!["b".into()]
+            }),
             pool("c", &["203.0.113.0/24"]),
         ],
         vec![web],
@@ -761,7 +904,10 @@ fn stability_changed_request_moves_the_address() {
 fn stability_prefer_dual_stack_gains_the_missing_family_in_its_pool() {
     let mut web = dual(svc("a/web"), FamilyPolicy::PreferDualStack);
     web.status_ips = vec![ip("198.51.100.9")];
-    let p = plan(vec![pool("a", &["198.51.100.0/24", "2001:db8::/120"])], vec![web]);
+    let p = plan(
+        vec![pool("a", &["198.51.100.0/24", "2001:db8::/120"])],
+        vec![web],
+    );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.9", "2001:db8::"]);
 }
 
@@ -769,7 +915,10 @@ fn stability_prefer_dual_stack_gains_the_missing_family_in_its_pool() {
 fn stability_single_stack_drops_a_held_address_of_the_other_family() {
     let mut web = svc("a/web");
     web.status_ips = vec![ip("2001:db8::5"), ip("198.51.100.9")];
-    let p = plan(vec![pool("a", &["198.51.100.0/24", "2001:db8::/120"])], vec![web]);
+    let p = plan(
+        vec![pool("a", &["198.51.100.0/24", "2001:db8::/120"])],
+        vec![web],
+    );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.9"]);
 }
 
@@ -777,7 +926,10 @@ fn stability_single_stack_drops_a_held_address_of_the_other_family() {
 fn order_requests_are_served_before_the_rest() {
     let p = plan(
         vec![pool("a", &["198.51.100.0/31"])],
-        vec![aged(svc("a/old"), 1), aged(with_ips(svc("a/new"), "198.51.100.0"), 2)],
+        vec![
+            aged(svc("a/old"), 1),
+            aged(with_ips(svc("a/new"), "198.51.100.0"), 2),
+        ],
     );
     assert_eq!(ips(&p, "a/new"), ["198.51.100.0"]);
     assert_eq!(ips(&p, "a/old"), ["198.51.100.1"]);
@@ -799,7 +951,11 @@ fn order_by_creation_time_then_namespace_and_name() {
     assert_eq!(ips(&p, "a/undated"), ["198.51.100.2"]);
     assert_eq!(ips(&p, "b/undated"), ["198.51.100.3"]);
     let names: Vec<String> = p.services.iter().map(|o| o.service.to_string()).collect();
-    assert_eq!(names, ["a/undated", "b/undated", "z/new", "z/old"], "output by namespace/name");
+    assert_eq!(
+        names,
+        ["a/undated", "b/undated", "z/new", "z/old"],
+        "output by namespace/name"
+    );
 }
 
 #[test]
@@ -829,7 +985,14 @@ fn pending_no_matching_pool() {
     named.pool = Some("missing".into());
     let p = plan(vec![pool("a", &["198.51.100.0/24"])], vec![named]);
     assert_eq!(reason(&p, "a/named"), Some(PendingReason::NoMatchingPool));
-    assert!(outcome(&p, "a/named").pending.as_ref().unwrap().message.contains("missing"));
+    assert!(
+        outcome(&p, "a/named")
+            .pending
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("missing")
+    );
 }
 
 #[test]
@@ -872,7 +1035,10 @@ fn pending_reason_names_serialize_as_designed() {
 
 #[test]
 fn duplicate_service_definitions_are_reported_once() {
-    let p = plan(vec![pool("a", &["198.51.100.0/24"])], vec![svc("a/web"), svc("a/web")]);
+    let p = plan(
+        vec![pool("a", &["198.51.100.0/24"])],
+        vec![svc("a/web"), svc("a/web")],
+    );
     assert_eq!(p.services.len(), 1);
     assert_eq!(p.errors[0].kind, "Service");
 }
@@ -893,13 +1059,22 @@ fn stability_require_dual_stack_keeps_held_addresses_only_as_a_pair() {
     // the Service is allocated like any other (here: no IPv6 anywhere).
     let p = plan(vec![pool("a", &["198.51.100.0/29"])], vec![first, half]);
     assert_eq!(ips(&p, "a/first"), ["198.51.100.1"]);
-    assert_eq!(reason(&p, "b/half"), Some(PendingReason::DualStackUnavailable));
+    assert_eq!(
+        reason(&p, "b/half"),
+        Some(PendingReason::DualStackUnavailable)
+    );
 }
 
 #[test]
 fn stability_request_keeps_held_addresses_only_when_they_are_all_it_asks_for() {
-    let mut web = with_ips(dual(svc("a/web"), FamilyPolicy::PreferDualStack), "198.51.100.1,2001:db8::1");
+    let mut web = with_ips(
+        dual(svc("a/web"), FamilyPolicy::PreferDualStack),
+        "198.51.100.1,2001:db8::1",
+    );
     web.status_ips = vec![ip("198.51.100.1")];
-    let p = plan(vec![pool("a", &["198.51.100.0/29", "2001:db8::/120"])], vec![web]);
+    let p = plan(
+        vec![pool("a", &["198.51.100.0/29", "2001:db8::/120"])],
+        vec![web],
+    );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.1", "2001:db8::1"]);
 }

@@ -19,7 +19,9 @@ pub fn pool(name: &str, entries: &[&str]) -> PoolDecl {
     PoolDecl {
         name: name.to_owned(),
         created: Some(0),
-        spec: Ok(PoolSpec::new(entries.iter().map(|e| e.parse().unwrap()).collect())),
+        spec: Ok(PoolSpec::new(
+            entries.iter().map(|e| e.parse().unwrap()).collect(),
+        )),
     }
 }
 

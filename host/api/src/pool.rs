@@ -1,0 +1,298 @@
+//! `IPPool` (where addresses come from) and `IPAllocation` (who holds an
+//! address), and their validation into core types.
+
+use std::net::IpAddr;
+
+use herald_core::{AddressRange, Held, PoolDecl, PoolSpec, ServiceRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{FieldError, selector};
+
+/// A pool of addresses for Services of `type: LoadBalancer`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "herald.dev",
+    version = "v1alpha1",
+    kind = "IPPool",
+    plural = "ippools",
+    shortname = "ipp",
+    status = "IPPoolStatus",
+    derive = "PartialEq",
+    doc = "A pool of addresses that Herald gives to Services of type LoadBalancer.",
+    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
+    printcolumn(name = "Auto", type_ = "boolean", json_path = ".spec.autoAssign"),
+    printcolumn(name = "Capacity", type_ = "string", json_path = ".status.capacity"),
+    printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPPoolSpec {
+    /// CIDRs (`198.51.100.0/24`, `2001:db8::/120`; one address is `/32` or
+    /// `/128`) or inclusive ranges (`198.51.100.10-198.51.100.20`).
+    pub addresses: Vec<String>,
+    /// Whether Services that do not ask for this pool get addresses from it
+    /// (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_assign: Option<bool>,
+    /// Skip IPv4 addresses ending in .0 or .255 (default false).
+    #[serde(
+        default,
+        rename = "avoidBuggyIPs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avoid_buggy_ips: Option<bool>,
+    /// Which Services may use the pool, and in which order pools are tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<IPPoolAllocation>,
+    /// The name of a PolicyPlugin (world `allocator`) that chooses addresses
+    /// from this pool instead of the built-in policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator_plugin: Option<String>,
+}
+
+/// `IPPool.spec.allocation`: every selector that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IPPoolAllocation {
+    /// Pools with a priority are tried first, lower numbers first; then the
+    /// others; ties by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Only Services in these namespaces (empty: any namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    /// Only Services in namespaces whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only Services whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_selector: Option<LabelSelector>,
+}
+
+/// `IPPool.status`, written by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IPPoolStatus {
+    /// Usable addresses (after avoidBuggyIPs), in decimal: a string because
+    /// an IPv6 pool can hold more than 2^63.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Distinct addresses held by Services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<i64>,
+    /// `Valid` (False with the reason when the pool is unused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One address held by one or more Services, named after the address.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "herald.dev",
+    version = "v1alpha1",
+    kind = "IPAllocation",
+    plural = "ipallocations",
+    shortname = "ipa",
+    status = "IPAllocationStatus",
+    derive = "PartialEq",
+    doc = "An address held by Services; written only by the Herald controller. Its name is the address (198-51-100-10, 2001-db8--a), so the API server's name uniqueness keeps one address from being given twice.",
+    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
+    printcolumn(name = "Pool", type_ = "string", json_path = ".spec.pool"),
+    printcolumn(
+        name = "Services",
+        type_ = "string",
+        json_path = ".spec.services[*].name"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IPAllocationSpec {
+    /// The address.
+    pub address: String,
+    /// The pool it comes from.
+    pub pool: String,
+    /// The Services holding it (more than one when they share it).
+    pub services: Vec<ServiceReference>,
+}
+
+/// A Service, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct ServiceReference {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+}
+
+/// `IPAllocation.status`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct IPAllocationStatus {
+    /// Conditions of the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The `IPAllocation` name of an address: `198-51-100-10`, `2001-db8--a`.
+pub fn allocation_name(address: IpAddr) -> String {
+    address.to_string().replace(['.', ':'], "-")
+}
+
+/// Seconds since the epoch of `metadata.creationTimestamp`.
+pub(crate) fn created(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<i64> {
+    meta.creation_timestamp.as_ref().map(|t| t.0.as_second())
+}
+
+impl IPPool {
+    /// Validates the pool. A malformed field makes the pool invalid (it is
+    /// reported and unused) but is not an error of the manifests.
+    pub fn validate(&self) -> PoolDecl {
+        PoolDecl {
+            name: self.name_any(),
+            created: created(&self.metadata),
+            spec: self
+                .validate_spec()
+                .map_err(|e| format!("{}: {}", e.field, e.message)),
+        }
+    }
+
+    fn validate_spec(&self) -> Result<PoolSpec, FieldError> {
+        let err = |field: String, message: String| FieldError {
+            kind: "IPPool",
+            name: self.name_any(),
+            field,
+            message,
+        };
+        let spec = &self.spec;
+        if spec.addresses.is_empty() {
+            return Err(err(
+                "spec.addresses".into(),
+                "must list at least one CIDR or range".into(),
+            ));
+        }
+        let mut addresses = Vec::with_capacity(spec.addresses.len());
+        for (i, entry) in spec.addresses.iter().enumerate() {
+            let range: AddressRange =
+                entry.parse().map_err(|e: herald_core::AddressEntryError| {
+                    err(format!("spec.addresses[{i}]"), e.to_string())
+                })?;
+            addresses.push(range);
+        }
+        let alloc = spec.allocation.clone().unwrap_or_default();
+        let selector = |field: &str, sel: &Option<LabelSelector>| {
+            sel.as_ref()
+                .map(|s| {
+                    selector::validate(s)
+                        .map_err(|(sub, m)| err(format!("spec.allocation.{field}.{sub}"), m))
+                })
+                .transpose()
+        };
+        let namespaces = alloc.namespaces.clone().unwrap_or_default();
+        if let Some(i) = namespaces.iter().position(|n| n.is_empty()) {
+            return Err(err(
+                format!("spec.allocation.namespaces[{i}]"),
+                "must not be empty".into(),
+            ));
+        }
+        Ok(PoolSpec {
+            addresses,
+            auto_assign: spec.auto_assign.unwrap_or(true),
+            avoid_buggy_ips: spec.avoid_buggy_ips.unwrap_or(false),
+            priority: alloc.priority,
+            namespaces,
+            namespace_selector: selector("namespaceSelector", &alloc.namespace_selector)?,
+            service_selector: selector("serviceSelector", &alloc.service_selector)?,
+        })
+    }
+}
+
+impl IPAllocation {
+    /// Validates the record into a held address.
+    pub fn validate(&self) -> Result<Held, FieldError> {
+        let err = |field: &str, message: String| FieldError {
+            kind: "IPAllocation",
+            name: self.name_any(),
+            field: field.into(),
+            message,
+        };
+        let address: IpAddr = self.spec.address.trim().parse().map_err(|_| {
+            err(
+                "spec.address",
+                format!("{:?} is not an IP address", self.spec.address),
+            )
+        })?;
+        Ok(Held {
+            address,
+            pool: self.spec.pool.clone(),
+            services: self
+                .spec
+                .services
+                .iter()
+                .map(|s| ServiceRef::new(&s.namespace, &s.name))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(addresses: &[&str]) -> IPPool {
+        IPPool::new(
+            "blue",
+            IPPoolSpec {
+                addresses: addresses.iter().map(|s| s.to_string()).collect(),
+                auto_assign: None,
+                avoid_buggy_ips: None,
+                allocation: None,
+                allocator_plugin: None,
+            },
+        )
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let spec = pool(&["198.51.100.0/24"]).validate().spec.unwrap();
+        assert!(spec.auto_assign);
+        assert!(!spec.avoid_buggy_ips);
+        assert_eq!(spec.priority, None);
+    }
+
+    #[test]
+    fn malformed_entry_names_the_field() {
+        let decl = pool(&["198.51.100.0/24", "198.51.100.5/24"]).validate();
+        let message = decl.spec.unwrap_err();
+        assert!(message.starts_with("spec.addresses[1]: "), "{message}");
+        assert!(message.contains("198.51.100.0/24"), "{message}");
+    }
+
+    #[test]
+    fn empty_pool_is_malformed() {
+        assert!(pool(&[]).validate().spec.is_err());
+    }
+
+    #[test]
+    fn allocation_names_follow_the_address() {
+        assert_eq!(
+            allocation_name("198.51.100.10".parse().unwrap()),
+            "198-51-100-10"
+        );
+        assert_eq!(
+            allocation_name("2001:db8::a".parse().unwrap()),
+            "2001-db8--a"
+        );
+    }
+}

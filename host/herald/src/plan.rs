@@ -1,0 +1,245 @@
+//! `herald plan`: load manifests, allocate, print the plan as a table, JSON
+//! or YAML (DESIGN.md §7).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use herald_core::{Config, Plan, allocate};
+use serde::Serialize;
+
+use crate::{EXIT_INVALID_INPUT, EXIT_PENDING};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// The plan as one JSON object.
+    Json,
+    /// The same object as YAML.
+    Yaml,
+}
+
+/// Flags of `herald plan`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Manifest files and directories (read recursively).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(
+        short,
+        long,
+        value_enum,
+        default_value = "table",
+        env = "HERALD_OUTPUT"
+    )]
+    output: Output,
+    /// Exit with 3 when any Service is Pending (for CI gates).
+    #[arg(long, env = "HERALD_FAIL_ON_PENDING")]
+    fail_on_pending: bool,
+    /// The loadBalancerClass Herald serves (Services with another class are
+    /// not Herald's).
+    #[arg(long, default_value = herald_core::allocate::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
+    load_balancer_class: String,
+}
+
+/// Runs `herald plan`.
+pub fn run(args: &Args) -> ExitCode {
+    let manifests = match herald_api::load::load_paths(&args.paths) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("herald plan: {e}");
+            return ExitCode::from(EXIT_INVALID_INPUT);
+        }
+    };
+    for note in &manifests.notes {
+        eprintln!("note: {note}");
+    }
+    let config = Config {
+        load_balancer_class: args.load_balancer_class.clone(),
+    };
+    let mut plan = allocate(&manifests.snapshot, &config);
+    plan.errors.extend(manifests.errors);
+    plan.errors.sort();
+    let text = match args.output {
+        Output::Table => table(&plan),
+        Output::Json => {
+            let mut s = serde_json::to_string_pretty(&Report::of(&plan)).expect("plan serializes");
+            s.push('\n');
+            s
+        }
+        Output::Yaml => serde_yaml_ng::to_string(&Report::of(&plan)).expect("plan serializes"),
+    };
+    // A closed pipe (`herald plan … | head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    let pending = plan.services.iter().any(|s| s.pending.is_some());
+    if args.fail_on_pending && pending {
+        ExitCode::from(EXIT_PENDING)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The JSON/YAML form of a plan: exactly the keys of DESIGN.md §7.
+#[derive(Serialize)]
+struct Report<'a> {
+    services: Vec<ServiceRow<'a>>,
+    pools: Vec<PoolRow<'a>>,
+    errors: Vec<ErrorRow<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceRow<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    status: &'static str,
+    ips: &'a [IpAddr],
+    pool: Option<&'a str>,
+    sharing_key: Option<&'a str>,
+    reason: Option<String>,
+    message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PoolRow<'a> {
+    name: &'a str,
+    valid: bool,
+    capacity: u128,
+    allocated: u128,
+}
+
+#[derive(Serialize)]
+struct ErrorRow<'a> {
+    kind: &'a str,
+    name: &'a str,
+    message: &'a str,
+}
+
+impl<'a> Report<'a> {
+    fn of(plan: &'a Plan) -> Report<'a> {
+        Report {
+            services: plan
+                .services
+                .iter()
+                .map(|o| ServiceRow {
+                    namespace: &o.service.namespace,
+                    name: &o.service.name,
+                    status: if o.pending.is_some() {
+                        "Pending"
+                    } else {
+                        "Allocated"
+                    },
+                    ips: &o.ips,
+                    pool: o.pool.as_deref(),
+                    sharing_key: o.sharing_key.as_deref(),
+                    reason: o.pending.as_ref().map(|p| p.reason.to_string()),
+                    message: o.pending.as_ref().map(|p| p.message.as_str()),
+                })
+                .collect(),
+            pools: plan
+                .pools
+                .iter()
+                .map(|p| PoolRow {
+                    name: &p.name,
+                    valid: p.valid,
+                    capacity: p.capacity,
+                    allocated: p.allocated,
+                })
+                .collect(),
+            errors: plan
+                .errors
+                .iter()
+                .map(|e| ErrorRow {
+                    kind: &e.kind,
+                    name: &e.name,
+                    message: &e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The table: Services (IPs, pool, status or reason), then pool usage, then
+/// ignored objects.
+fn table(plan: &Plan) -> String {
+    let mut rows = vec![vec![
+        "SERVICE".to_owned(),
+        "IPS".to_owned(),
+        "POOL".to_owned(),
+        "STATUS".to_owned(),
+    ]];
+    for o in &plan.services {
+        let ips: Vec<String> = o.ips.iter().map(IpAddr::to_string).collect();
+        let status = match &o.pending {
+            None => "Allocated".to_owned(),
+            Some(p) => format!("Pending {}: {}", p.reason, p.message),
+        };
+        rows.push(vec![
+            o.service.to_string(),
+            if ips.is_empty() {
+                "-".to_owned()
+            } else {
+                ips.join(",")
+            },
+            o.pool.clone().unwrap_or_else(|| "-".to_owned()),
+            status,
+        ]);
+    }
+    let mut out = columns(&rows);
+    let mut pools = vec![vec![
+        "POOL".to_owned(),
+        "VALID".to_owned(),
+        "CAPACITY".to_owned(),
+        "ALLOCATED".to_owned(),
+    ]];
+    for p in &plan.pools {
+        pools.push(vec![
+            p.name.clone(),
+            if p.valid { "yes" } else { "no" }.to_owned(),
+            p.capacity.to_string(),
+            p.allocated.to_string(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&columns(&pools));
+    if !plan.errors.is_empty() {
+        out.push_str("\nIGNORED\n");
+        for e in &plan.errors {
+            let _ = writeln!(out, "{} {:?}: {}", e.kind, e.name, e.message);
+        }
+    }
+    out
+}

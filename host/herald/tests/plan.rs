@@ -1,0 +1,294 @@
+//! `herald plan` and `herald crds` as a user runs them: golden output on
+//! `examples/gitops`, exit codes, and clear errors on bad input.
+//!
+//! Golden files live in `tests/golden/` at the top of the repository;
+//! `UPDATE_GOLDEN=1 cargo test -p herald --test plan` rewrites them (review
+//! the diff before committing).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn herald(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run herald")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// Compares `actual` with the golden file, or rewrites it with UPDATE_GOLDEN=1.
+fn golden(name: &str, actual: &str) {
+    let path = repo().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the output (UPDATE_GOLDEN=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// Writes manifests into a fresh temporary directory.
+fn manifests(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-plan-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+const POOL: &str = "apiVersion: herald.dev/v1alpha1
+kind: IPPool
+metadata: {name: p}
+spec:
+  addresses: [198.51.100.0/31]
+";
+
+fn service(name: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
+    )
+}
+
+#[test]
+fn gitops_example_table_is_golden() {
+    let out = herald(&["plan", "examples/gitops"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    golden("gitops.table.txt", &stdout(&out));
+    assert!(
+        stderr(&out).contains("Deployment") && stderr(&out).contains("skipped"),
+        "other kinds get a one-line note: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn gitops_example_json_is_golden_and_has_exactly_the_designed_keys() {
+    let out = herald(&["plan", "examples/gitops", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    golden("gitops.json", &text);
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&plan), ["errors", "pools", "services"]);
+    for s in plan["services"].as_array().unwrap() {
+        assert_eq!(
+            keys(s),
+            [
+                "ips",
+                "message",
+                "name",
+                "namespace",
+                "pool",
+                "reason",
+                "sharingKey",
+                "status"
+            ]
+        );
+    }
+    for p in plan["pools"].as_array().unwrap() {
+        assert_eq!(keys(p), ["allocated", "capacity", "name", "valid"]);
+    }
+}
+
+#[test]
+fn yaml_output_carries_the_same_plan_as_json() {
+    let json = stdout(&herald(&["plan", "examples/gitops", "-o", "json"]));
+    let yaml = stdout(&herald(&["plan", "examples/gitops", "-o", "yaml"]));
+    let from_json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let from_yaml: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(from_json, from_yaml);
+}
+
+#[test]
+fn pending_services_exit_zero_or_three_with_fail_on_pending() {
+    let dir = manifests(
+        "pending",
+        &[(
+            "all.yaml",
+            &format!("{POOL}{}{}{}", service("a"), service("b"), service("c")),
+        )],
+    );
+    let dir = dir.to_str().unwrap();
+    let out = herald(&["plan", dir]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("PoolExhausted"), "{}", stdout(&out));
+    assert_eq!(
+        herald(&["plan", dir, "--fail-on-pending"]).status.code(),
+        Some(3)
+    );
+    let dir = manifests(
+        "allocated",
+        &[("all.yaml", &format!("{POOL}{}", service("a")))],
+    );
+    assert_eq!(
+        herald(&["plan", dir.to_str().unwrap(), "--fail-on-pending"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn capacities_are_exact_integers_beyond_2_to_the_53() {
+    let dir = manifests(
+        "big",
+        &[(
+            "pool.yaml",
+            "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: big}\nspec: {addresses: [\"2001:db8::/32\"]}\n",
+        )],
+    );
+    let out = stdout(&herald(&["plan", dir.to_str().unwrap(), "-o", "json"]));
+    assert!(
+        out.contains("\"capacity\": 79228162514264337593543950336"),
+        "{out}"
+    );
+}
+
+/// Runs `herald plan` on one file and expects exit 2 with every fragment in
+/// the message.
+fn rejects(name: &str, text: &str, fragments: &[&str]) {
+    let dir = manifests(name, &[("bad.yaml", text)]);
+    let out = herald(&["plan", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    for f in fragments {
+        assert!(err.contains(f), "{name}: {f:?} missing from: {err}");
+    }
+}
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    rejects(
+        "syntax",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: [unclosed\n",
+        &["bad.yaml:", "document 1"],
+    );
+    let dir = manifests("syntax-line", &[("bad.yaml", "a: 1\nb: [\n")]);
+    let err = stderr(&herald(&["plan", dir.to_str().unwrap()]));
+    assert!(
+        err.contains("bad.yaml:3") || err.contains("bad.yaml:2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_fields_in_herald_kinds_are_rejected_by_path() {
+    rejects(
+        "unknown",
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: p}\nspec:\n  addresses: [198.51.100.0/24]\n  autoAsign: false\n",
+        &["bad.yaml", "IPPool \"p\"", "spec.autoAsign"],
+    );
+}
+
+#[test]
+fn wrong_types_name_the_field_and_line() {
+    rejects(
+        "types",
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: p}\nspec:\n  addresses: [198.51.100.0/24]\n  autoAssign: sometimes\n",
+        &["bad.yaml:6", "spec.autoAssign", "boolean"],
+    );
+    rejects(
+        "service-types",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec:\n  type: LoadBalancer\n  ports: [{port: eighty}]\n",
+        &["bad.yaml:6", "Service \"a/s\"", "spec.ports[0].port"],
+    );
+}
+
+#[test]
+fn values_the_api_server_would_reject_are_errors() {
+    rejects(
+        "family",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ipFamilies: [IPv5]}\n",
+        &["spec.ipFamilies[0]", "IPv5"],
+    );
+}
+
+#[test]
+fn unknown_herald_kinds_and_non_mappings_are_errors() {
+    rejects(
+        "kind",
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPol\nmetadata: {name: p}\n",
+        &["IPPol"],
+    );
+    rejects("scalar", "just a string\n", &["mapping"]);
+}
+
+#[test]
+fn missing_paths_are_errors() {
+    let out = herald(&["plan", "/nonexistent/herald"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/nonexistent/herald"));
+}
+
+#[test]
+fn malformed_pools_are_reported_and_the_rest_is_planned() {
+    let dir = manifests(
+        "badpool",
+        &[(
+            "all.yaml",
+            &format!(
+                "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: broken}}\nspec: {{addresses: [198.51.100.5/24]}}\n---\n{POOL}{}",
+                service("a")
+            ),
+        )],
+    );
+    let out = herald(&["plan", dir.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["services"][0]["ips"][0], "198.51.100.0");
+    assert_eq!(plan["errors"][0]["kind"], "IPPool");
+    assert_eq!(plan["errors"][0]["name"], "broken");
+    assert!(
+        plan["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.addresses[0]")
+    );
+    let broken = plan["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["valid"], false);
+    assert_eq!(broken["capacity"], 0);
+}
+
+#[test]
+fn checked_in_crds_match_herald_crds() {
+    let out = herald(&["crds"]);
+    assert!(out.status.success());
+    let checked_in = std::fs::read_to_string(repo().join("examples/deploy/crds.yaml")).unwrap();
+    assert!(
+        checked_in == stdout(&out),
+        "examples/deploy/crds.yaml is stale: regenerate it with `cargo run -p herald -- crds > examples/deploy/crds.yaml`"
+    );
+}
