@@ -16,8 +16,11 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use herald_core::bgp::{BgpAdvertisement, BgpPeer};
+use herald_core::plugin::{PluginSource, PolicyPluginSpec};
 use herald_core::{ConfigError, Snapshot};
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::ResourceExt;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde_yaml_ng::Value;
@@ -34,15 +37,15 @@ use crate::{API_VERSION, FieldError, GROUP};
 pub struct Manifests {
     /// What allocation needs: pools, Services, Namespaces, held addresses.
     pub snapshot: Snapshot,
-    /// `BGPPeer` objects.
-    pub bgp_peers: Vec<BGPPeer>,
-    /// `BGPAdvertisement` objects.
-    pub bgp_advertisements: Vec<BGPAdvertisement>,
-    /// `L2Advertisement` objects.
-    pub l2_advertisements: Vec<L2Advertisement>,
-    /// `PolicyPlugin` objects, with the file each came from (plugin sources
-    /// are relative to it).
-    pub plugins: Vec<(PathBuf, PolicyPlugin)>,
+    /// Valid `BGPPeer` objects.
+    pub bgp_peers: Vec<BgpPeer>,
+    /// Valid `BGPAdvertisement` objects.
+    pub bgp_advertisements: Vec<BgpAdvertisement>,
+    /// Valid `L2Advertisement` objects.
+    pub l2_advertisements: Vec<herald_core::l2::L2Advertisement>,
+    /// Valid `PolicyPlugin` objects by name; a `source.file` relative path
+    /// is resolved against the directory of the manifest that names it.
+    pub plugins: Vec<(String, PolicyPluginSpec)>,
     /// Herald objects that are ignored because a value is unusable.
     pub errors: Vec<ConfigError>,
     /// One line per skipped document (a kind Herald does not read).
@@ -257,38 +260,36 @@ where
         }
         (API_VERSION, "IPAllocation") => {
             let record: IPAllocation = typed(path, &header, doc, true)?;
-            match record.validate() {
-                Ok(held) => out.snapshot.allocations.push(held),
-                Err(e) => out.errors.push(config_error(e)),
-            }
+            keep(
+                record.validate(),
+                &mut out.snapshot.allocations,
+                &mut out.errors,
+            );
         }
         (API_VERSION, "BGPPeer") => {
             let peer: BGPPeer = typed(path, &header, doc, true)?;
-            if let Err(e) = peer.validate() {
-                out.errors.push(config_error(e));
-            }
-            out.bgp_peers.push(peer);
+            keep(peer.validate(), &mut out.bgp_peers, &mut out.errors);
         }
         (API_VERSION, "BGPAdvertisement") => {
             let adv: BGPAdvertisement = typed(path, &header, doc, true)?;
-            if let Err(e) = adv.validate() {
-                out.errors.push(config_error(e));
-            }
-            out.bgp_advertisements.push(adv);
+            keep(adv.validate(), &mut out.bgp_advertisements, &mut out.errors);
         }
         (API_VERSION, "L2Advertisement") => {
             let adv: L2Advertisement = typed(path, &header, doc, true)?;
-            if let Err(e) = adv.validate() {
-                out.errors.push(config_error(e));
-            }
-            out.l2_advertisements.push(adv);
+            keep(adv.validate(), &mut out.l2_advertisements, &mut out.errors);
         }
         (API_VERSION, "PolicyPlugin") => {
             let plugin: PolicyPlugin = typed(path, &header, doc, true)?;
-            if let Err(e) = plugin.validate() {
-                out.errors.push(config_error(e));
-            }
-            out.plugins.push((path.to_owned(), plugin));
+            let spec = plugin.validate().map(|mut spec| {
+                if let PluginSource::File(file) = &mut spec.source
+                    && file.is_relative()
+                {
+                    let dir = path.parent().unwrap_or(Path::new("."));
+                    *file = dir.join(&*file);
+                }
+                (plugin.name_any(), spec)
+            });
+            keep(spec, &mut out.plugins, &mut out.errors);
         }
         _ if herald => {
             return Err(invalid(format!(
@@ -390,10 +391,99 @@ fn field_message(e: &FieldError) -> String {
     format!("{}: {}", e.field, e.message)
 }
 
+/// Keeps a valid object; reports an invalid one.
+fn keep<T>(validated: Result<T, FieldError>, valid: &mut Vec<T>, errors: &mut Vec<ConfigError>) {
+    match validated {
+        Ok(v) => valid.push(v),
+        Err(e) => errors.push(config_error(e)),
+    }
+}
+
 fn config_error(e: FieldError) -> ConfigError {
     ConfigError {
         kind: e.kind.to_owned(),
         message: field_message(&e),
         name: e.name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Manifests, LoadError> {
+        let mut out = Manifests::default();
+        load_str(Path::new("dir/m.yaml"), text, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn lists_empty_documents_and_other_kinds() {
+        let m = load(
+            "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: a}\n",
+        )
+        .unwrap();
+        assert_eq!(m.snapshot.namespaces.len(), 1);
+        assert_eq!(m.notes.len(), 1);
+        assert!(m.notes[0].contains("Deployment"), "{}", m.notes[0]);
+    }
+
+    #[test]
+    fn unusable_herald_objects_are_reported_not_fatal() {
+        let m = load(
+            "apiVersion: herald.dev/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: bad}\nspec: {communities: [\"65536:1\"]}\n---\napiVersion: herald.dev/v1alpha1\nkind: IPAllocation\nmetadata: {name: x}\nspec: {address: nope, pool: p, services: []}\n",
+        )
+        .unwrap();
+        assert!(m.bgp_advertisements.is_empty());
+        let kinds: Vec<&str> = m.errors.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["BGPAdvertisement", "IPAllocation"]);
+        assert!(
+            m.errors[0].message.starts_with("spec.communities[0]"),
+            "{:?}",
+            m.errors[0]
+        );
+    }
+
+    #[test]
+    fn plugin_files_are_relative_to_their_manifest() {
+        let m = load(&format!(
+            "apiVersion: herald.dev/v1alpha1\nkind: PolicyPlugin\nmetadata: {{name: hash}}\nspec: {{world: allocator, sha256: \"{}\", source: {{file: plugins/hash.wasm}}}}\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        let (name, spec) = &m.plugins[0];
+        assert_eq!(name, "hash");
+        assert_eq!(
+            spec.source,
+            PluginSource::File(PathBuf::from("dir/plugins/hash.wasm"))
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_of_a_herald_kind_is_an_error() {
+        let err =
+            load("apiVersion: herald.dev/v1\nkind: IPPool\nmetadata: {name: p}\n").unwrap_err();
+        assert!(err.to_string().contains("herald.dev/v1"), "{err}");
+    }
+
+    #[test]
+    fn directories_are_read_recursively_in_order_skipping_hidden_and_other_files() {
+        let dir = std::env::temp_dir().join(format!("herald-load-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::create_dir_all(dir.join(".git")).unwrap();
+        let ns = |n: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n");
+        fs::write(dir.join("sub/a.yml"), ns("a")).unwrap();
+        fs::write(
+            dir.join("b.json"),
+            r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}"#,
+        )
+        .unwrap();
+        fs::write(dir.join(".git/c.yaml"), ns("c")).unwrap();
+        fs::write(dir.join("README.md"), "not: [yaml").unwrap();
+        fs::write(dir.join("explicit.txt"), ns("d")).unwrap();
+        let m = load_paths(&[dir.clone(), dir.join("explicit.txt")]).unwrap();
+        let names: Vec<&String> = m.snapshot.namespaces.keys().collect();
+        assert_eq!(names, ["a", "b", "d"]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the allocator (results in BENCHMARKS.md):
 //! (a) a cold plan of 100,000 dual-stack Services;
-//! (b) one more Service into a /16 with 65,000 addresses held.
+//! (b) one more Service into a /16 with 65,000 addresses held (and, for
+//!     comparison, with 1,000 held).
 //!
 //! Peak memory of (a) is measured by `cargo run --release --example
 //! peak_memory` (a benchmark harness would distort it).
@@ -26,37 +27,43 @@ fn cold_plan(c: &mut Criterion) {
     group.finish();
 }
 
+/// Benchmark (b), beside the same call into a nearly empty /16: the cost
+/// must not grow with the addresses held (no linear scan).
 fn one_more(c: &mut Criterion) {
-    let snapshot = Snapshot {
-        pools: vec![inputs::pool("slash16", &["198.18.0.0/16"])],
-        services: inputs::services(65_000, FamilyPolicy::SingleStack),
-        ..Default::default()
-    };
     let config = Config::default();
-    let base = Allocator::new(&snapshot, &config);
     // Distinct newcomers; after each batch the state is cloned afresh (not
-    // timed), so every timed `add` meets 65,000 to 65,500 held addresses.
+    // timed), so every timed `add` meets `held` to `held + 500` addresses.
     const BATCH: u64 = 500;
     let newcomers: Vec<_> = (0..BATCH)
         .map(|k| herald_core::Service::new("new", &format!("svc-{k}")))
         .collect();
-    c.bench_function("one_more_service_into_slash16_with_65000_held", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let mut alloc = base.clone();
-                let batch = (iters - done).min(BATCH);
-                let start = Instant::now();
-                for s in &newcomers[..batch as usize] {
-                    black_box(alloc.add(s, &config));
+    let mut group = c.benchmark_group("one_more_service_into_slash16");
+    for held in [1_000, 65_000] {
+        let snapshot = Snapshot {
+            pools: vec![inputs::pool("slash16", &["198.18.0.0/16"])],
+            services: inputs::services(held, FamilyPolicy::SingleStack),
+            ..Default::default()
+        };
+        let base = Allocator::new(&snapshot, &config);
+        group.bench_function(format!("{held}_held"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let mut alloc = base.clone();
+                    let batch = (iters - done).min(BATCH);
+                    let start = Instant::now();
+                    for s in &newcomers[..batch as usize] {
+                        black_box(alloc.add(s, &config));
+                    }
+                    total += start.elapsed();
+                    done += batch;
                 }
-                total += start.elapsed();
-                done += batch;
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, cold_plan, one_more);
