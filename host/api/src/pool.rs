@@ -214,6 +214,15 @@ impl IPPool {
             namespaces,
             namespace_selector: selector("namespaceSelector", &alloc.namespace_selector)?,
             service_selector: selector("serviceSelector", &alloc.service_selector)?,
+            allocator_plugin: match spec.allocator_plugin.as_deref().map(str::trim) {
+                Some("") => {
+                    return Err(err(
+                        "spec.allocatorPlugin".into(),
+                        "must not be empty".into(),
+                    ));
+                }
+                other => other.map(str::to_owned),
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use herald_core::policy::BUILT_IN;
 use herald_core::{Allocator, Config, FamilyPolicy, Snapshot, allocate};
 
 fn cold_plan(c: &mut Criterion) {
@@ -44,7 +45,7 @@ fn one_more(c: &mut Criterion) {
             services: inputs::services(held, FamilyPolicy::SingleStack),
             ..Default::default()
         };
-        let base = Allocator::new(&snapshot, &config);
+        let base = Allocator::new(&snapshot, &config, &BUILT_IN);
         group.bench_function(format!("{held}_held"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

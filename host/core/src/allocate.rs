@@ -8,6 +8,7 @@
 //! 3. held addresses are kept, oldest Service first, while still valid;
 //! 4. Services with requested addresses are served, then the rest.
 
+use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -16,6 +17,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::addr::{Family, value};
+use crate::plugin::FailurePolicy;
+use crate::policy::{BUILT_IN, Policies, PolicyError, PoolView};
 use crate::pool::{FamilyPool, PoolDecl, PoolSpec, Ranges};
 use crate::selector::Labels;
 use crate::service::{FamilyPolicy, Held, Request, Service, ServiceRef, by_age};
@@ -107,6 +110,8 @@ pub struct Outcome {
     pub pool: Option<String>,
     /// The Service's sharing key.
     pub sharing_key: Option<String>,
+    /// The allocator plugin that chose its address (`None`: built in).
+    pub plugin: Option<String>,
     /// Why it has no addresses.
     pub pending: Option<Pending>,
 }
@@ -206,6 +211,46 @@ impl Use {
 
 type PendingResult = Result<(), Pending>;
 
+/// A picked address, and the plugin that chose it (`None`: built in).
+type Pick<'a> = (IpAddr, Option<&'a str>);
+
+/// The view of one family of a pool an allocator plugin gets.
+struct View<'p> {
+    name: &'p str,
+    fp: &'p FamilyPool,
+}
+
+impl PoolView for View<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn family(&self) -> Family {
+        self.fp.family()
+    }
+
+    fn capacity(&self) -> u128 {
+        self.fp.capacity()
+    }
+
+    fn free_count(&self) -> u128 {
+        self.fp.free_count()
+    }
+
+    fn is_free(&self, ip: IpAddr) -> bool {
+        Family::of(ip) == self.fp.family() && self.fp.is_free(value(ip))
+    }
+
+    fn next_free_after(&self, after: Option<IpAddr>) -> Option<IpAddr> {
+        let after = match after {
+            Some(ip) if Family::of(ip) != self.fp.family() => return None,
+            Some(ip) => Some(value(ip)),
+            None => None,
+        };
+        self.fp.next_free_after(after).map(|v| self.fp.addr(v))
+    }
+}
+
 fn pending(reason: PendingReason, message: impl Into<String>) -> PendingResult {
     Err(Pending {
         reason,
@@ -233,6 +278,11 @@ pub struct Allocator<'a> {
     held: Vec<[Option<IpAddr>; 2]>,
     /// Why each Service is Pending, once served.
     pending: Vec<Option<Pending>>,
+    /// The plugin that chose a Service's fresh address, if one did.
+    decided_by: Vec<Option<&'a str>>,
+    policies: &'a Policies<'a>,
+    /// Problems met while allocating (plugin failures), reported in the plan.
+    policy_errors: RefCell<Vec<ConfigError>>,
     usage: Vec<PoolUsage>,
     errors: Vec<ConfigError>,
 }
@@ -242,12 +292,17 @@ pub struct Allocator<'a> {
 /// Pure and deterministic: the same snapshot (in any order) gives the same
 /// plan; feeding a plan's [`Plan::allocations`] back in moves nothing.
 pub fn allocate(snapshot: &Snapshot, config: &Config) -> Plan {
-    Allocator::new(snapshot, config).into_plan()
+    Allocator::new(snapshot, config, &BUILT_IN).into_plan()
 }
 
 impl<'a> Allocator<'a> {
-    /// Allocates addresses to every qualifying Service of `snapshot`.
-    pub fn new(snapshot: &'a Snapshot, config: &Config) -> Allocator<'a> {
+    /// Allocates addresses to every qualifying Service of `snapshot`, with
+    /// the given plugins for pools that name one.
+    pub fn new(
+        snapshot: &'a Snapshot,
+        config: &Config,
+        policies: &'a Policies<'a>,
+    ) -> Allocator<'a> {
         let mut errors = Vec::new();
         let (pools, owners, usage) = validate_pools(&snapshot.pools, &mut errors);
 
@@ -271,6 +326,9 @@ impl<'a> Allocator<'a> {
         let mut alloc = Allocator {
             held: vec![[None; 2]; services.len()],
             pending: vec![None; services.len()],
+            decided_by: vec![None; services.len()],
+            policies,
+            policy_errors: RefCell::new(Vec::new()),
             services,
             namespaces: &snapshot.namespaces,
             implicit_namespaces: HashMap::new(),
@@ -305,6 +363,7 @@ impl<'a> Allocator<'a> {
         self.services.push(service);
         self.held.push([None; 2]);
         self.pending.push(None);
+        self.decided_by.push(None);
         self.keep_held(i, service.status_ips.clone());
         self.pending[i] = self.serve(i).err();
         Some(self.outcome(i))
@@ -327,6 +386,7 @@ impl<'a> Allocator<'a> {
             ips,
             pool,
             sharing_key: s.sharing_key.clone(),
+            plugin: self.decided_by[i].map(str::to_owned),
             pending: self.pending[i].clone(),
         }
     }
@@ -345,7 +405,9 @@ impl<'a> Allocator<'a> {
             p.allocated = allocated.get(p.name.as_str()).copied().unwrap_or(0);
         }
         let mut errors = self.errors;
+        errors.extend(self.policy_errors.into_inner());
         errors.sort();
+        errors.dedup();
         Plan {
             services: outcomes,
             pools: usage,
@@ -586,17 +648,84 @@ impl<'a> Allocator<'a> {
     }
 
     /// The address Service `i` would get of `family` from the pool: the
-    /// lowest joinable one, else the lowest free one.
-    fn pick(&self, i: usize, pool: usize, family: Family) -> Option<IpAddr> {
-        self.joinable_in(i, pool, family).or_else(|| {
-            let fp = self.pools[pool].family(family);
-            fp.lowest_free().map(|v| fp.addr(v))
-        })
+    /// lowest joinable one, else a fresh one; with the plugin that chose it.
+    fn pick(&self, i: usize, pool: usize, family: Family) -> Option<Pick<'a>> {
+        match self.joinable_in(i, pool, family) {
+            Some(ip) => Some((ip, None)),
+            None => self.fresh(i, pool, family),
+        }
+    }
+
+    /// A free address of `family` from the pool: the lowest one, or the one
+    /// the pool's allocator plugin chooses.
+    fn fresh(&self, i: usize, pool: usize, family: Family) -> Option<Pick<'a>> {
+        let lp = &self.pools[pool];
+        let fp = lp.family(family);
+        let built_in = || fp.lowest_free().map(|v| (fp.addr(v), None));
+        let Some(name) = lp.spec.allocator_plugin.as_deref() else {
+            return built_in();
+        };
+        let Some(plugin) = self.policies.allocators.get(name) else {
+            self.report(
+                "IPPool",
+                lp.name,
+                format!("allocatorPlugin {name:?} is not loaded; the built-in policy decides"),
+            );
+            return built_in();
+        };
+        let view = View { name: lp.name, fp };
+        let answer =
+            plugin
+                .policy
+                .choose(self.services[i], &view)
+                .and_then(|answer| match answer {
+                    Some(ip) if !view.is_free(ip) => Err(PolicyError {
+                        plugin: name.to_owned(),
+                        message: format!(
+                            "chose {ip} for {}, which is not a free {family} address of pool {:?}",
+                            self.services[i].id, lp.name
+                        ),
+                    }),
+                    answer => Ok(answer),
+                });
+        match answer {
+            Ok(answer) => answer.map(|ip| (ip, Some(name))),
+            Err(e) => {
+                let then = match plugin.failure_policy {
+                    FailurePolicy::Fallback => "the built-in policy decided",
+                    FailurePolicy::Fail => {
+                        "the pool did not serve the Service (failurePolicy Fail)"
+                    }
+                };
+                self.report("PolicyPlugin", name, format!("{}; {then}", e.message));
+                match plugin.failure_policy {
+                    FailurePolicy::Fallback => built_in(),
+                    FailurePolicy::Fail => None,
+                }
+            }
+        }
+    }
+
+    /// Records a problem met while allocating (reported once in the plan).
+    fn report(&self, kind: &str, name: &str, message: String) {
+        self.policy_errors.borrow_mut().push(ConfigError {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            message,
+        });
     }
 
     /// Whether the address is free in the pool, or joinable by Service `i`.
     fn available(&self, i: usize, pool: usize, ip: IpAddr) -> bool {
         self.pools[pool].family(Family::of(ip)).is_free(value(ip)) || self.joinable(i, ip)
+    }
+
+    /// Holds a picked address, remembering the plugin that chose it.
+    fn take(&mut self, i: usize, pool: usize, (ip, plugin): Pick<'a>) {
+        if plugin.is_some() {
+            self.decided_by[i] = plugin;
+        }
+        self.hold(i, pool, ip);
     }
 
     /// Records that Service `i` holds `ip` (free, or joinable) in the pool.
@@ -717,8 +846,8 @@ impl<'a> Allocator<'a> {
             if self.held[i][family.index()].is_some() {
                 continue;
             }
-            if let Some(ip) = self.pick(i, pool, family) {
-                self.hold(i, pool, ip);
+            if let Some(pick) = self.pick(i, pool, family) {
+                self.take(i, pool, pick);
             }
         }
     }
@@ -891,7 +1020,7 @@ impl<'a> Allocator<'a> {
     /// them all, preferring (for a Service with a sharing key) a pool where
     /// it can join an address of its first family.
     fn choose(&mut self, i: usize, pools: &[usize], fams: &[Family]) -> bool {
-        let picks = |this: &Self, p: usize| -> Option<Vec<IpAddr>> {
+        let picks = |this: &Self, p: usize| -> Option<Vec<Pick<'a>>> {
             fams.iter().map(|&f| this.pick(i, p, f)).collect()
         };
         let shared_first = pools
@@ -904,9 +1033,9 @@ impl<'a> Allocator<'a> {
                 .find_map(|&p| picks(self, p).map(|ips| (p, ips)))
         });
         match chosen {
-            Some((pool, ips)) => {
-                for ip in ips {
-                    self.hold(i, pool, ip);
+            Some((pool, picks)) => {
+                for pick in picks {
+                    self.take(i, pool, pick);
                 }
                 true
             }

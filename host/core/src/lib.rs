@@ -13,13 +13,15 @@
 //! - [`bgp`]: BGP peers and advertisements, ASNs, communities;
 //! - [`l2`]: L2 advertisements and interface names;
 //! - [`plugin`]: policy plugins: world, source, digest, limits;
-//! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4).
+//! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4);
+//! - [`policy`]: the hooks plugins take decisions through.
 
 pub mod addr;
 pub mod allocate;
 pub mod bgp;
 pub mod l2;
 pub mod plugin;
+pub mod policy;
 pub mod pool;
 pub mod selector;
 pub mod service;

@@ -26,6 +26,8 @@ pub struct PoolSpec {
     pub namespace_selector: Option<LabelSelector>,
     /// `allocation.serviceSelector`, on the Service's labels.
     pub service_selector: Option<LabelSelector>,
+    /// `allocatorPlugin`: the PolicyPlugin that chooses fresh addresses.
+    pub allocator_plugin: Option<String>,
 }
 
 impl PoolSpec {
@@ -39,6 +41,7 @@ impl PoolSpec {
             namespaces: Vec::new(),
             namespace_selector: None,
             service_selector: None,
+            allocator_plugin: None,
         }
     }
 }
@@ -116,6 +119,7 @@ pub(crate) struct FamilyPool {
     avoid_buggy: bool,
     ranges: Ranges,
     capacity: u128,
+    taken: u128,
     free: BTreeMap<u128, u128>,
 }
 
@@ -127,6 +131,7 @@ impl FamilyPool {
             avoid_buggy,
             ranges,
             capacity: 0,
+            taken: 0,
             free: BTreeMap::new(),
         };
         let ranges: Vec<_> = pool.ranges.iter().collect();
@@ -173,6 +178,29 @@ impl FamilyPool {
         self.capacity
     }
 
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    pub(crate) fn free_count(&self) -> u128 {
+        self.capacity - self.taken
+    }
+
+    /// The lowest free address above `after` (`None`: the lowest).
+    pub(crate) fn next_free_after(&self, after: Option<u128>) -> Option<u128> {
+        let Some(after) = after else {
+            return self.lowest_free();
+        };
+        let start = after.checked_add(1)?;
+        if let Some((first, last)) = self.interval_of(start)
+            && let Some(v) = self.first_usable(start.max(first), last)
+        {
+            return Some(v);
+        }
+        let (&first, &last) = self.free.range(start..).next()?;
+        self.first_usable(first, last)
+    }
+
     /// Whether `v` is an address of this pool (after `avoidBuggyIPs`).
     pub(crate) fn contains(&self, v: u128) -> bool {
         !(self.avoid_buggy && buggy(self.family, v)) && self.ranges.contains(v)
@@ -206,6 +234,7 @@ impl FamilyPool {
             return false;
         };
         self.free.remove(&first);
+        self.taken += 1;
         if v > first {
             self.insert_free(first, v - 1);
         }
@@ -292,7 +321,25 @@ mod tests {
             assert!(p.take(v(&format!("198.51.100.{i}"))));
         }
         assert_eq!(p.lowest_free(), None, "only buggy addresses left");
+        assert_eq!(p.free_count(), 0);
         assert!(!p.is_free(v("198.51.100.9")));
+    }
+
+    #[test]
+    fn next_free_after_skips_held_and_buggy_addresses() {
+        let mut p = family_pool(&["198.51.100.250-198.51.101.3", "198.51.102.0/30"], true);
+        assert!(p.take(v("198.51.101.1")));
+        assert_eq!(p.next_free_after(None), Some(v("198.51.100.250")));
+        assert_eq!(
+            p.next_free_after(Some(v("198.51.100.254"))),
+            Some(v("198.51.101.2"))
+        );
+        assert_eq!(
+            p.next_free_after(Some(v("198.51.101.3"))),
+            Some(v("198.51.102.1"))
+        );
+        assert_eq!(p.next_free_after(Some(v("198.51.102.3"))), None);
+        assert_eq!(p.free_count(), p.capacity() - 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
+use herald_core::policy::BUILT_IN;
 use herald_core::{
     Allocator, Config, Family, FamilyPolicy, Plan, PoolDecl, PoolSpec, Port, Request, Service,
     Snapshot, TrafficPolicy, allocate,
@@ -287,7 +288,7 @@ proptest! {
         newest.id.namespace = "zz".into(); // and last of the undated
         newest.request = Request::None; // requests are served before the rest
         let base = Snapshot { pools: vec![pools.0, pools.1], services, ..Default::default() };
-        let mut alloc = Allocator::new(&base, &config);
+        let mut alloc = Allocator::new(&base, &config, &BUILT_IN);
         let incremental = alloc.add(&newest, &config);
         let mut full = base.clone();
         full.services.push(newest.clone());

@@ -1078,3 +1078,94 @@ fn stability_request_keeps_held_addresses_only_when_they_are_all_it_asks_for() {
     );
     assert_eq!(ips(&p, "a/web"), ["198.51.100.1", "2001:db8::1"]);
 }
+
+// Allocator plugins (the policy hook).
+
+mod plugins {
+    use super::*;
+    use crate::plugin::FailurePolicy;
+    use crate::policy::{AllocatorPolicy, Plugin, Policies, PolicyError, PoolView};
+
+    /// Chooses the second free address, or answers with what it is given.
+    enum Test {
+        SecondFree,
+        Answer(&'static str),
+        Trap,
+    }
+
+    impl AllocatorPolicy for Test {
+        fn choose(&self, _: &Service, pool: &dyn PoolView) -> Result<Option<IpAddr>, PolicyError> {
+            match self {
+                Test::SecondFree => Ok(pool.next_free_after(pool.next_free_after(None))),
+                Test::Answer(ip) => Ok(Some(ip.parse().unwrap())),
+                Test::Trap => Err(PolicyError {
+                    plugin: "p".into(),
+                    message: "wasm trap: unreachable".into(),
+                }),
+            }
+        }
+    }
+
+    fn run(policy: &Test, failure_policy: FailurePolicy) -> Plan {
+        let mut policies = Policies::default();
+        policies.allocators.insert(
+            "p".into(),
+            Plugin {
+                policy: policy as &dyn AllocatorPolicy,
+                failure_policy,
+            },
+        );
+        let snapshot = Snapshot {
+            pools: vec![decl("a", &["198.51.100.0/24"], |s| {
+                s.allocator_plugin = Some("p".into())
+            })],
+            services: vec![svc("a/web")],
+            ..Default::default()
+        };
+        Allocator::new(&snapshot, &Config::default(), &policies).into_plan()
+    }
+
+    #[test]
+    fn plugin_chooses_the_fresh_address_and_is_named() {
+        let p = run(&Test::SecondFree, FailurePolicy::Fallback);
+        assert_eq!(ips(&p, "a/web"), ["198.51.100.1"]);
+        assert_eq!(outcome(&p, "a/web").plugin.as_deref(), Some("p"));
+        assert!(p.errors.is_empty());
+    }
+
+    #[test]
+    fn plugin_answer_that_is_not_free_is_a_failure() {
+        let p = run(&Test::Answer("192.0.2.1"), FailurePolicy::Fallback);
+        assert_eq!(
+            ips(&p, "a/web"),
+            ["198.51.100.0"],
+            "fell back to the built-in policy"
+        );
+        assert_eq!(outcome(&p, "a/web").plugin, None);
+        assert_eq!(p.errors[0].kind, "PolicyPlugin");
+        assert!(p.errors[0].message.contains("192.0.2.1"), "{:?}", p.errors);
+    }
+
+    #[test]
+    fn plugin_failure_with_fail_policy_serves_nothing_from_the_pool() {
+        let p = run(&Test::Trap, FailurePolicy::Fail);
+        assert_eq!(reason(&p, "a/web"), Some(PendingReason::PoolExhausted));
+        assert!(p.errors[0].message.contains("trap"), "{:?}", p.errors);
+        let p = run(&Test::Trap, FailurePolicy::Fallback);
+        assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
+        assert_eq!(p.errors.len(), 1, "reported once: {:?}", p.errors);
+    }
+
+    #[test]
+    fn plugin_that_is_not_loaded_leaves_the_decision_built_in() {
+        let p = plan(
+            vec![decl("a", &["198.51.100.0/24"], |s| {
+                s.allocator_plugin = Some("missing".into())
+            })],
+            vec![svc("a/web")],
+        );
+        assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
+        assert_eq!(p.errors[0].kind, "IPPool");
+        assert!(p.errors[0].message.contains("missing"));
+    }
+}

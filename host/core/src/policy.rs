@@ -1,0 +1,100 @@
+//! The policy hooks: decisions a plugin may take over from the built-in
+//! policies. The core calls these traits and never knows whether a built-in
+//! Rust policy or a WebAssembly component answers (DESIGN.md §1, §6).
+//!
+//! A policy's "no" is a value (`Ok(None)`: this pool cannot serve); a
+//! plugin's failure (trap, timeout, invalid answer) is a [`PolicyError`],
+//! handled by the plugin's [`FailurePolicy`]: `Fallback` decides with the
+//! built-in policy, `Fail` makes no decision (the pool does not serve the
+//! Service). Every failure is reported with the plugin's name.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::addr::Family;
+use crate::plugin::FailurePolicy;
+use crate::service::Service;
+
+/// A plugin failed: it trapped, ran out of time or memory, or answered
+/// something invalid.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("plugin {plugin:?}: {message}")]
+pub struct PolicyError {
+    /// The `PolicyPlugin`'s name.
+    pub plugin: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A read-only view of the free addresses of one family of one pool: what an
+/// allocator policy may look at instead of a copied address list.
+pub trait PoolView {
+    /// The pool's name.
+    fn name(&self) -> &str;
+    /// The family of the addresses in view.
+    fn family(&self) -> Family;
+    /// Usable addresses of the family (after `avoidBuggyIPs`; saturating).
+    fn capacity(&self) -> u128;
+    /// Free usable addresses of the family.
+    fn free_count(&self) -> u128;
+    /// Whether `ip` is a usable, free address of the pool.
+    fn is_free(&self, ip: IpAddr) -> bool;
+    /// The lowest free address greater than `after` (`None`: the lowest).
+    fn next_free_after(&self, after: Option<IpAddr>) -> Option<IpAddr>;
+}
+
+/// Chooses which free address of a pool a Service gets.
+pub trait AllocatorPolicy: Send + Sync {
+    /// A free address of `pool`'s family for `service`, or `None` when the
+    /// policy will not serve it from this pool. Called only for a fresh
+    /// address (held, requested and shared addresses are the core's rules).
+    /// The answer must be free in the view; anything else is a failure.
+    fn choose(&self, service: &Service, pool: &dyn PoolView)
+    -> Result<Option<IpAddr>, PolicyError>;
+}
+
+/// The built-in allocator policy: the lowest free address.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LowestFree;
+
+impl AllocatorPolicy for LowestFree {
+    fn choose(
+        &self,
+        _service: &Service,
+        pool: &dyn PoolView,
+    ) -> Result<Option<IpAddr>, PolicyError> {
+        Ok(pool.next_free_after(None))
+    }
+}
+
+/// A loaded plugin as the core sees it: the policy and what to do when it
+/// fails.
+pub struct Plugin<'a, P: ?Sized> {
+    /// The policy.
+    pub policy: &'a P,
+    /// What a failure leads to.
+    pub failure_policy: FailurePolicy,
+}
+
+// Derives would ask `P: Clone`; a shared reference is copyable whatever `P`.
+impl<P: ?Sized> Clone for Plugin<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: ?Sized> Copy for Plugin<'_, P> {}
+
+/// The plugins available to a run, by `PolicyPlugin` name. Pools and
+/// advertisements that name a plugin missing here use the built-in policy,
+/// and the plan reports it.
+#[derive(Clone, Default)]
+pub struct Policies<'a> {
+    /// Allocator plugins (world `allocator`).
+    pub allocators: BTreeMap<String, Plugin<'a, dyn AllocatorPolicy + 'a>>,
+}
+
+/// No plugins: every decision is built in.
+pub static BUILT_IN: Policies<'static> = Policies {
+    allocators: BTreeMap::new(),
+};
