@@ -10,6 +10,7 @@
 //! - [`bgp`], [`l2`], [`plugin`]: `BGPPeer`, `BGPAdvertisement`,
 //!   `L2Advertisement`, `PolicyPlugin`;
 //! - [`service`]: Services and Namespaces into core types (annotations);
+//! - [`node`]: Nodes and EndpointSlices into announcement inputs;
 //! - [`selector`]: Kubernetes label selectors into core selectors;
 //! - [`load`]: files and directories of multi-document YAML into a snapshot.
 
@@ -20,6 +21,7 @@
 pub mod bgp;
 pub mod l2;
 pub mod load;
+pub mod node;
 pub mod plugin;
 pub mod pool;
 pub mod selector;

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use herald_core::bgp::{BgpAdvertisement, BgpPeer};
 use herald_core::plugin::{PluginSource, PolicyPluginSpec};
 use herald_core::{ConfigError, Snapshot};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
@@ -27,6 +28,7 @@ use serde_yaml_ng::Value;
 
 use crate::bgp::{BGPAdvertisement, BGPPeer};
 use crate::l2::L2Advertisement;
+use crate::node::{add_endpoint_slice, validate_node};
 use crate::plugin::PolicyPlugin;
 use crate::pool::{IPAllocation, IPPool};
 use crate::service::{namespace_labels, validate_service};
@@ -37,6 +39,10 @@ use crate::{API_VERSION, FieldError, GROUP};
 pub struct Manifests {
     /// What allocation needs: pools, Services, Namespaces, held addresses.
     pub snapshot: Snapshot,
+    /// Nodes (for the speaker).
+    pub nodes: Vec<herald_core::announce::Node>,
+    /// Ready endpoints per Service and node, from EndpointSlices.
+    pub endpoints: herald_core::announce::Endpoints,
     /// Valid `BGPPeer` objects.
     pub bgp_peers: Vec<BgpPeer>,
     /// Valid `BGPAdvertisement` objects.
@@ -238,6 +244,15 @@ where
             let svc: Service = typed(path, &header, doc, false)?;
             let svc = validate_service(&svc).map_err(|e| invalid(field_message(&e)))?;
             out.snapshot.services.push(svc);
+        }
+        ("v1", "Node") => {
+            let node: Node = typed(path, &header, doc, false)?;
+            let node = validate_node(&node).map_err(|e| invalid(field_message(&e)))?;
+            out.nodes.push(node);
+        }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            let slice: EndpointSlice = typed(path, &header, doc, false)?;
+            add_endpoint_slice(&slice, &mut out.endpoints);
         }
         ("v1", "Namespace") => {
             let ns: Namespace = typed(path, &header, doc, false)?;

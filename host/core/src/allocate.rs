@@ -267,10 +267,8 @@ pub struct Allocator<'a> {
     namespaces: &'a BTreeMap<String, Labels>,
     /// Namespaces without an object: only their name label. Built on demand.
     implicit_namespaces: HashMap<&'a str, Labels>,
-    /// Valid pools in candidate order.
-    pools: Vec<LivePool<'a>>,
-    /// Valid pools' ranges by (family, first address): (last, pool index).
-    owners: Owners,
+    /// Valid pools in candidate order, and which pool an address is in.
+    index: PoolIndex<'a>,
     used: HashMap<IpAddr, Use>,
     /// Addresses held under a sharing key, in candidate order.
     shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
@@ -304,7 +302,7 @@ impl<'a> Allocator<'a> {
         policies: &'a Policies<'a>,
     ) -> Allocator<'a> {
         let mut errors = Vec::new();
-        let (pools, owners, usage) = validate_pools(&snapshot.pools, &mut errors);
+        let (index, usage) = validate_pools(&snapshot.pools, &mut errors);
 
         let mut seen = HashSet::new();
         let mut services: Vec<&Service> = Vec::new();
@@ -332,8 +330,7 @@ impl<'a> Allocator<'a> {
             services,
             namespaces: &snapshot.namespaces,
             implicit_namespaces: HashMap::new(),
-            pools,
-            owners,
+            index,
             used: HashMap::new(),
             shared: HashMap::new(),
             usage,
@@ -380,7 +377,7 @@ impl<'a> Allocator<'a> {
         let pool = ips
             .first()
             .and_then(|ip| self.used.get(ip))
-            .map(|u| self.pools[u.pool].name.to_owned());
+            .map(|u| self.index.pools[u.pool].name.to_owned());
         Outcome {
             service: s.id.clone(),
             ips,
@@ -398,7 +395,7 @@ impl<'a> Allocator<'a> {
         outcomes.sort_by(|a, b| a.service.cmp(&b.service));
         let mut allocated: HashMap<&str, u128> = HashMap::new();
         for u in self.used.values() {
-            *allocated.entry(self.pools[u.pool].name).or_default() += 1;
+            *allocated.entry(self.index.pools[u.pool].name).or_default() += 1;
         }
         let mut usage = self.usage;
         for p in usage.iter_mut().filter(|p| p.valid) {
@@ -426,12 +423,42 @@ fn qualifies(s: &Service, config: &Config) -> bool {
 
 type Owners = BTreeMap<(Family, u128), (u128, usize)>;
 
+/// The valid pools of a snapshot (DESIGN.md §4.2), and which pool each
+/// address is in: what the speakers use to match VIPs to advertisements.
+#[derive(Clone)]
+pub struct PoolIndex<'a> {
+    /// Valid pools in candidate order.
+    pools: Vec<LivePool<'a>>,
+    /// Valid pools' ranges by (family, first address): (last, pool index).
+    owners: Owners,
+}
+
+impl<'a> PoolIndex<'a> {
+    /// Validates the pools as the allocator does; invalid ones are left out.
+    pub fn new(decls: &'a [PoolDecl]) -> PoolIndex<'a> {
+        validate_pools(decls, &mut Vec::new()).0
+    }
+
+    /// The valid pool an address belongs to (after `avoidBuggyIPs`).
+    fn pool_of(&self, ip: IpAddr) -> Option<usize> {
+        let f = Family::of(ip);
+        let v = value(ip);
+        let (&(family, _), &(last, pool)) = self.owners.range(..=(f, v)).next_back()?;
+        (family == f && last >= v && self.pools[pool].family(f).contains(v)).then_some(pool)
+    }
+
+    /// The name of the valid pool `ip` belongs to.
+    pub fn pool_name(&self, ip: IpAddr) -> Option<&'a str> {
+        self.pool_of(ip).map(|p| self.pools[p].name)
+    }
+}
+
 /// Validates pools in age order and returns the valid ones in candidate
 /// order, their ranges, and the usage rows of every pool (by name).
 fn validate_pools<'a>(
     decls: &'a [PoolDecl],
     errors: &mut Vec<ConfigError>,
-) -> (Vec<LivePool<'a>>, Owners, Vec<PoolUsage>) {
+) -> (PoolIndex<'a>, Vec<PoolUsage>) {
     let mut by_age_order: Vec<&PoolDecl> = decls.iter().collect();
     by_age_order.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.name.cmp(&b.name)));
 
@@ -513,7 +540,7 @@ fn validate_pools<'a>(
         });
     }
     usage.sort_by(|a, b| a.name.cmp(&b.name));
-    (pools, owners, usage)
+    (PoolIndex { pools, owners }, usage)
 }
 
 /// The first overlap of `ranges` with the ranges of earlier valid pools.
@@ -584,7 +611,7 @@ impl<'a> Allocator<'a> {
 
     /// Whether the pool's selectors admit the Service.
     fn admits(&mut self, pool: usize, s: &'a Service) -> bool {
-        let spec = self.pools[pool].spec;
+        let spec = self.index.pools[pool].spec;
         if !spec.namespaces.is_empty() && !spec.namespaces.contains(&s.id.namespace) {
             return false;
         }
@@ -603,20 +630,16 @@ impl<'a> Allocator<'a> {
     /// them: selectors match, and the pool is the requested one, or no pool
     /// is requested and the pool assigns automatically.
     fn candidate(&mut self, pool: usize, s: &'a Service) -> bool {
-        let spec = self.pools[pool].spec;
+        let spec = self.index.pools[pool].spec;
         let named = match &s.pool {
-            Some(name) => name == self.pools[pool].name,
+            Some(name) => name == self.index.pools[pool].name,
             None => spec.auto_assign,
         };
         named && self.admits(pool, s)
     }
 
-    /// The valid pool an address belongs to (after `avoidBuggyIPs`).
     fn pool_of(&self, ip: IpAddr) -> Option<usize> {
-        let f = Family::of(ip);
-        let v = value(ip);
-        let (&(family, _), &(last, pool)) = self.owners.range(..=(f, v)).next_back()?;
-        (family == f && last >= v && self.pools[pool].family(f).contains(v)).then_some(pool)
+        self.index.pool_of(ip)
     }
 
     /// Whether Service `i` may join the address held by others.
@@ -659,7 +682,7 @@ impl<'a> Allocator<'a> {
     /// A free address of `family` from the pool: the lowest one, or the one
     /// the pool's allocator plugin chooses.
     fn fresh(&self, i: usize, pool: usize, family: Family) -> Option<Pick<'a>> {
-        let lp = &self.pools[pool];
+        let lp = &self.index.pools[pool];
         let fp = lp.family(family);
         let built_in = || fp.lowest_free().map(|v| (fp.addr(v), None));
         let Some(name) = lp.spec.allocator_plugin.as_deref() else {
@@ -717,7 +740,10 @@ impl<'a> Allocator<'a> {
 
     /// Whether the address is free in the pool, or joinable by Service `i`.
     fn available(&self, i: usize, pool: usize, ip: IpAddr) -> bool {
-        self.pools[pool].family(Family::of(ip)).is_free(value(ip)) || self.joinable(i, ip)
+        self.index.pools[pool]
+            .family(Family::of(ip))
+            .is_free(value(ip))
+            || self.joinable(i, ip)
     }
 
     /// Holds a picked address, remembering the plugin that chose it.
@@ -731,7 +757,7 @@ impl<'a> Allocator<'a> {
     /// Records that Service `i` holds `ip` (free, or joinable) in the pool.
     fn hold(&mut self, i: usize, pool: usize, ip: IpAddr) {
         let s = self.services[i];
-        let fresh = self.pools[pool].families[Family::of(ip).index()].take(value(ip));
+        let fresh = self.index.pools[pool].families[Family::of(ip).index()].take(value(ip));
         match self.used.entry(ip) {
             Entry::Occupied(mut u) => {
                 debug_assert!(!fresh);
@@ -802,7 +828,10 @@ impl<'a> Allocator<'a> {
                 continue;
             }
             let usable = if requested.is_some() {
-                s.pool.as_deref().is_none_or(|n| n == self.pools[pool].name) && self.admits(pool, s)
+                s.pool
+                    .as_deref()
+                    .is_none_or(|n| n == self.index.pools[pool].name)
+                    && self.admits(pool, s)
             } else {
                 self.candidate(pool, s)
             };
@@ -872,12 +901,12 @@ impl<'a> Allocator<'a> {
                     PendingReason::RequestedIpNotInPool,
                     format!(
                         "requested addresses are in two pools, {:?} and {:?}; a Service's addresses come from one pool",
-                        self.pools[other].name, self.pools[p].name
+                        self.index.pools[other].name, self.index.pools[p].name
                     ),
                 );
             }
             pool = Some(p);
-            let name = self.pools[p].name;
+            let name = self.index.pools[p].name;
             if let Some(wanted) = &s.pool
                 && wanted != name
             {
@@ -928,12 +957,12 @@ impl<'a> Allocator<'a> {
     fn serve_fresh(&mut self, i: usize) -> PendingResult {
         let s = self.services[i];
         let order = s.family_order();
-        let candidates: Vec<usize> = (0..self.pools.len())
+        let candidates: Vec<usize> = (0..self.index.pools.len())
             .filter(|&p| self.candidate(p, s))
             .collect();
         let has: Vec<(usize, [bool; 2])> = candidates
             .iter()
-            .map(|&p| (p, Family::ALL.map(|f| self.pools[p].has(f))))
+            .map(|&p| (p, Family::ALL.map(|f| self.index.pools[p].has(f))))
             .collect();
         let with = |fams: &[Family]| -> Vec<usize> {
             has.iter()
@@ -1004,7 +1033,7 @@ impl<'a> Allocator<'a> {
     }
 
     fn exhausted(&self, pools: &[usize], fams: &[Family]) -> PendingResult {
-        let names: Vec<&str> = pools.iter().map(|&p| self.pools[p].name).collect();
+        let names: Vec<&str> = pools.iter().map(|&p| self.index.pools[p].name).collect();
         pending(
             PendingReason::PoolExhausted,
             format!(

@@ -14,10 +14,12 @@
 //! - [`l2`]: L2 advertisements and interface names;
 //! - [`plugin`]: policy plugins: world, source, digest, limits;
 //! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4);
+//! - [`announce`](mod@announce): announcement planning, BGP and L2 (DESIGN.md §5);
 //! - [`policy`]: the hooks plugins take decisions through.
 
 pub mod addr;
 pub mod allocate;
+pub mod announce;
 pub mod bgp;
 pub mod l2;
 pub mod plugin;

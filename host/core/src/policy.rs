@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::addr::Family;
+use crate::announce::AnnouncerPolicy;
 use crate::plugin::FailurePolicy;
 use crate::service::Service;
 
@@ -92,9 +93,12 @@ impl<P: ?Sized> Copy for Plugin<'_, P> {}
 pub struct Policies<'a> {
     /// Allocator plugins (world `allocator`).
     pub allocators: BTreeMap<String, Plugin<'a, dyn AllocatorPolicy + 'a>>,
+    /// Announcer plugins (world `announcer`).
+    pub announcers: BTreeMap<String, Plugin<'a, dyn AnnouncerPolicy + 'a>>,
 }
 
 /// No plugins: every decision is built in.
 pub static BUILT_IN: Policies<'static> = Policies {
     allocators: BTreeMap::new(),
+    announcers: BTreeMap::new(),
 };
