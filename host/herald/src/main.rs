@@ -1,8 +1,11 @@
-//! The `herald` command: `plan` (allocate offline from manifests) and
-//! `crds` (print the CRDs). `main` only parses flags and runs a command.
+//! The `herald` command: `plan` (allocate offline from manifests), `crds`
+//! (print the CRDs) and `speaker` (a node's speaker). `main` only parses
+//! flags and runs a command.
 
 mod plan;
+mod speaker;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,8 @@ enum Command {
     Plan(plan::Args),
     /// Print Herald's CustomResourceDefinitions as YAML.
     Crds,
+    /// Run a node's speaker (standalone: from a manifests directory).
+    Speaker(speaker::Args),
 }
 
 /// Exit code for unreadable or invalid manifests (clap uses it for usage
@@ -31,8 +36,17 @@ pub const EXIT_PENDING: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     match cli.command {
         Command::Plan(args) => plan::run(&args),
+        Command::Speaker(args) => speaker::run(args),
         Command::Crds => {
             print!("{}", herald_api::crds_yaml());
             ExitCode::SUCCESS

@@ -1,0 +1,185 @@
+//! `herald speaker` in standalone mode: a node's speaker fed from a
+//! manifests directory (DESIGN.md §7).
+//!
+//! Tasks and channels:
+//!
+//! ```text
+//! manifests dir ──poll──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out)
+//!                             ▲                                        └─► l2::run   (ARP/NDP owner)
+//!            membership ──────┘ (alive speakers)
+//! SIGTERM/SIGINT ──► shutdown ──► drivers withdraw / hand over, then exit
+//! ```
+//!
+//! The speaker keeps the last good manifests when a change does not load,
+//! and says why; drivers act only on the difference between views.
+
+mod bgp;
+mod l2;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use herald_api::load::{Manifests, load_paths};
+use herald_core::Config;
+use herald_core::announce::{AnnounceInput, Announcements, announce};
+use herald_core::policy::BUILT_IN;
+use tokio::sync::watch;
+
+/// How often the manifests directory is checked for changes: well inside
+/// the one second within which changes must take effect.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Flags of `herald speaker`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// This node's name (the Node object in the manifests).
+    #[arg(long, env = "HERALD_NODE")]
+    node: String,
+    /// The manifests directory (standalone mode): Node, Services with
+    /// status, EndpointSlices, IPPools, BGPPeers, advertisements.
+    #[arg(long, env = "HERALD_MANIFESTS")]
+    manifests: PathBuf,
+    /// The loadBalancerClass Herald serves.
+    #[arg(long, default_value = herald_core::allocate::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
+    load_balancer_class: String,
+}
+
+/// What the drivers act on: the latest manifests and this node's share of
+/// the announcement plan.
+#[derive(Debug, Default)]
+pub struct View {
+    /// This node's name.
+    pub node: String,
+    /// The manifests the plan was made from.
+    pub manifests: Manifests,
+    /// The whole plan (drivers pick their node's part).
+    pub announcements: Announcements,
+    /// The speakers considered alive.
+    pub alive: BTreeSet<String>,
+}
+
+/// Runs the speaker until SIGTERM or SIGINT.
+pub fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
+    let config = Config {
+        load_balancer_class: args.load_balancer_class.clone(),
+    };
+    let manifests = match load_paths(&[&args.manifests]) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the manifests");
+            return ExitCode::from(crate::EXIT_INVALID_INPUT);
+        }
+    };
+    if !manifests.nodes.iter().any(|n| n.name == args.node) {
+        tracing::warn!(node = %args.node, "no Node object for this node in the manifests yet: nothing is announced until one appears");
+    }
+    let (view_tx, view_rx) = watch::channel(Arc::new(plan(&args.node, manifests, &config)));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let bgp = tokio::spawn(bgp::run(view_rx.clone(), shutdown_rx.clone()));
+    let l2 = tokio::spawn(l2::run(view_rx, shutdown_rx));
+
+    let mut fingerprint = fingerprint(&args.manifests);
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return ExitCode::FAILURE;
+            }
+        };
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = self::fingerprint(&args.manifests);
+                if now == fingerprint {
+                    continue;
+                }
+                fingerprint = now;
+                match load_paths(&[&args.manifests]) {
+                    Ok(m) => {
+                        let view = plan(&args.node, m, &config);
+                        tracing::info!(routes = view.announcements.routes_of(&args.node).count(), owned = view.announcements.owned_by(&args.node).count(), "manifests changed");
+                        view_tx.send_replace(Arc::new(view));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "manifests changed but do not load; keeping the last good ones"),
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("stopping: withdrawing and handing over");
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::join!(bgp, l2);
+    ExitCode::SUCCESS
+}
+
+/// Plans the announcements of `manifests`. Without membership every node
+/// in the manifests counts as alive.
+fn plan(node: &str, manifests: Manifests, config: &Config) -> View {
+    let alive: BTreeSet<String> = manifests.nodes.iter().map(|n| n.name.clone()).collect();
+    let announcements = announce(
+        &AnnounceInput {
+            pools: &manifests.snapshot.pools,
+            services: &manifests.snapshot.services,
+            nodes: &manifests.nodes,
+            alive: &alive,
+            endpoints: &manifests.endpoints,
+            peers: &manifests.bgp_peers,
+            bgp: &manifests.bgp_advertisements,
+            l2: &manifests.l2_advertisements,
+        },
+        config,
+        &BUILT_IN,
+    );
+    for e in &announcements.errors {
+        tracing::warn!(kind = %e.kind, name = %e.name, "{}", e.message);
+    }
+    View {
+        node: node.to_owned(),
+        manifests,
+        announcements,
+        alive,
+    }
+}
+
+/// What changes when a manifest changes: every file's path, size and
+/// modification time.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => walk(&path, out),
+                Ok(m) => out.push((path, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
