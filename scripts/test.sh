@@ -13,6 +13,21 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Debian packages the integration tests run for real (network namespaces,
+# and later the BGP peers, keepalived, the CNI plugins).
+DEBIAN_PACKAGES=(iproute2 iputils-ping)
+
+step "Debian packages: ${DEBIAN_PACKAGES[*]}"
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
 step "toolchain components"
 rustup component add rustfmt clippy
 
