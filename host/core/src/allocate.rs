@@ -414,7 +414,7 @@ impl<'a> Allocator<'a> {
 }
 
 /// §4.1: `type: LoadBalancer`, and `loadBalancerClass` unset or Herald's.
-fn qualifies(s: &Service, config: &Config) -> bool {
+pub(crate) fn qualifies(s: &Service, config: &Config) -> bool {
     s.load_balancer
         && s.class
             .as_ref()

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::addr::{Family, value};
-use crate::allocate::{Config, ConfigError, PoolIndex};
+use crate::allocate::{Config, ConfigError, PoolIndex, qualifies};
 use crate::bgp::{BgpAdvertisement, BgpPeer, Community, LargeCommunity};
 use crate::l2::{InterfaceName, L2Advertisement};
 use crate::plugin::FailurePolicy;
@@ -258,11 +258,7 @@ pub fn announce(
     let index = PoolIndex::new(input.pools);
     let mut vips: BTreeMap<IpAddr, Vip<'_>> = BTreeMap::new();
     for s in input.services {
-        let ours = s.load_balancer
-            && s.class
-                .as_ref()
-                .is_none_or(|c| *c == config.load_balancer_class);
-        if !ours {
+        if !qualifies(s, config) {
             continue;
         }
         for &ip in &s.status_ips {
