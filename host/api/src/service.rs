@@ -159,6 +159,7 @@ pub fn validate_service(svc: &Service) -> Result<herald_core::Service, FieldErro
         id: ServiceRef::new(namespace.clone(), name.clone()),
         created: created(&svc.metadata),
         labels: svc.labels().clone(),
+        annotations: svc.annotations().clone(),
         load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
         class: spec.load_balancer_class.clone(),
         family_policy,

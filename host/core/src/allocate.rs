@@ -220,6 +220,55 @@ struct View<'p> {
     fp: &'p FamilyPool,
 }
 
+/// An owned [`View`] ([`PoolView::to_static`]).
+struct OwnedView {
+    name: String,
+    fp: FamilyPool,
+}
+
+impl PoolView for OwnedView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn family(&self) -> Family {
+        self.view().family()
+    }
+
+    fn capacity(&self) -> u128 {
+        self.view().capacity()
+    }
+
+    fn free_count(&self) -> u128 {
+        self.view().free_count()
+    }
+
+    fn is_free(&self, ip: IpAddr) -> bool {
+        self.view().is_free(ip)
+    }
+
+    fn next_free_after(&self, after: Option<IpAddr>) -> Option<IpAddr> {
+        self.view().next_free_after(after)
+    }
+
+    fn bounds(&self) -> Option<(IpAddr, IpAddr)> {
+        self.view().bounds()
+    }
+
+    fn to_static(&self) -> Box<dyn PoolView + Send + Sync> {
+        self.view().to_static()
+    }
+}
+
+impl OwnedView {
+    fn view(&self) -> View<'_> {
+        View {
+            name: &self.name,
+            fp: &self.fp,
+        }
+    }
+}
+
 impl PoolView for View<'_> {
     fn name(&self) -> &str {
         self.name
@@ -248,6 +297,19 @@ impl PoolView for View<'_> {
             None => None,
         };
         self.fp.next_free_after(after).map(|v| self.fp.addr(v))
+    }
+
+    fn bounds(&self) -> Option<(IpAddr, IpAddr)> {
+        self.fp
+            .bounds()
+            .map(|(lo, hi)| (self.fp.addr(lo), self.fp.addr(hi)))
+    }
+
+    fn to_static(&self) -> Box<dyn PoolView + Send + Sync> {
+        Box::new(OwnedView {
+            name: self.name.to_owned(),
+            fp: self.fp.clone(),
+        })
     }
 }
 

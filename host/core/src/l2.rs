@@ -24,8 +24,9 @@ pub struct L2Advertisement {
     pub ip_pools: Vec<String>,
     /// `nodeSelector`: the nodes that may own a VIP (empty: every node).
     pub node_selector: LabelSelector,
-    /// `interfaces`: where the owner answers ARP/NDP (empty: every
-    /// interface).
+    /// `interfaces`: where the owner answers ARP/NDP (empty: the
+    /// interfaces whose subnet contains the VIP, else the one holding the
+    /// default route of its family; see docs/l2.md).
     pub interfaces: Vec<InterfaceName>,
     /// `announcerPlugin`: the PolicyPlugin (world `announcer`) that picks
     /// the owner instead of the built-in policy.

@@ -42,6 +42,13 @@ pub trait PoolView {
     fn is_free(&self, ip: IpAddr) -> bool;
     /// The lowest free address greater than `after` (`None`: the lowest).
     fn next_free_after(&self, after: Option<IpAddr>) -> Option<IpAddr>;
+    /// The lowest and highest address of the family in the pool, usable or
+    /// not (`None`: the pool has none of the family).
+    fn bounds(&self) -> Option<(IpAddr, IpAddr)>;
+    /// An owned copy of this view, for a host that must hand `'static` data
+    /// to a sandbox (a WebAssembly `Store`). Costs a copy of the pool's
+    /// free-interval index.
+    fn to_static(&self) -> Box<dyn PoolView + Send + Sync>;
 }
 
 /// Chooses which free address of a pool a Service gets.

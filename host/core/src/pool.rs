@@ -178,6 +178,16 @@ impl FamilyPool {
         self.capacity
     }
 
+    /// The lowest and highest address of the ranges (usable or not).
+    pub(crate) fn bounds(&self) -> Option<(u128, u128)> {
+        let mut ranges = self.ranges.iter();
+        let (first, mut last) = ranges.next()?;
+        for (_, l) in ranges {
+            last = last.max(l);
+        }
+        Some((first, last))
+    }
+
     pub(crate) fn family(&self) -> Family {
         self.family
     }

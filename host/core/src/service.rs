@@ -99,6 +99,8 @@ pub struct Service {
     pub created: Option<i64>,
     /// `metadata.labels`.
     pub labels: Labels,
+    /// `metadata.annotations` (policy plugins read their own there).
+    pub annotations: Labels,
     /// `spec.type == LoadBalancer`.
     pub load_balancer: bool,
     /// `spec.loadBalancerClass`.
@@ -131,6 +133,7 @@ impl Service {
             id: ServiceRef::new(namespace, name),
             created: None,
             labels: Labels::new(),
+            annotations: Labels::new(),
             load_balancer: true,
             class: None,
             family_policy: FamilyPolicy::SingleStack,

@@ -7,7 +7,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_core::{Config, Plan, allocate};
+use herald_core::allocate::ConfigError;
+use herald_core::announce::AnnouncerPolicy;
+use herald_core::plugin::{PolicyPluginSpec, World};
+use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
+use herald_core::{Allocator, Config, Plan};
+use herald_policy::{Host, Loaded};
 use serde::Serialize;
 
 use crate::{EXIT_INVALID_INPUT, EXIT_PENDING};
@@ -62,7 +67,36 @@ pub fn run(args: &Args) -> ExitCode {
     let config = Config {
         load_balancer_class: args.load_balancer_class.clone(),
     };
-    let mut plan = allocate(&manifests.snapshot, &config);
+    let mut plugin_errors = Vec::new();
+    let loaded = load_plugins(&manifests.plugins, &mut plugin_errors);
+    let mut policies = Policies::default();
+    for l in &loaded {
+        let name = l.name().to_owned();
+        match l.world() {
+            World::Allocator => {
+                policies.allocators.insert(
+                    name,
+                    Plugin {
+                        policy: l as &dyn AllocatorPolicy,
+                        failure_policy: l.failure_policy(),
+                    },
+                );
+            }
+            World::Announcer => {
+                policies.announcers.insert(
+                    name,
+                    Plugin {
+                        policy: l as &dyn AnnouncerPolicy,
+                        failure_policy: l.failure_policy(),
+                    },
+                );
+            }
+            // Pod setup is not part of a plan.
+            World::CniChain => {}
+        }
+    }
+    let mut plan = Allocator::new(&manifests.snapshot, &config, &policies).into_plan();
+    plan.errors.extend(plugin_errors);
     plan.errors.extend(manifests.errors);
     plan.errors.sort();
     let text = match args.output {
@@ -84,6 +118,43 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
+/// Loads the `PolicyPlugin`s of the manifests (their `source.file`, already
+/// resolved against the manifest's directory); a plugin that does not load
+/// is reported and its pools and advertisements use the built-in policy.
+fn load_plugins(
+    plugins: &[(String, PolicyPluginSpec)],
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Loaded> {
+    if plugins.is_empty() {
+        return Vec::new();
+    }
+    let host = match Host::new() {
+        Ok(h) => h,
+        Err(e) => {
+            errors.push(ConfigError {
+                kind: "PolicyPlugin".to_owned(),
+                name: String::new(),
+                message: e.to_string(),
+            });
+            return Vec::new();
+        }
+    };
+    let mut loaded = Vec::new();
+    for (name, spec) in plugins {
+        let result = herald_policy::host::read_source(name, spec)
+            .and_then(|bytes| host.load(name, spec, &bytes));
+        match result {
+            Ok(l) => loaded.push(l),
+            Err(e) => errors.push(ConfigError {
+                kind: "PolicyPlugin".to_owned(),
+                name: name.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    loaded
+}
+
 /// The JSON/YAML form of a plan: exactly the keys of DESIGN.md §7.
 #[derive(Serialize)]
 struct Report<'a> {
@@ -101,6 +172,7 @@ struct ServiceRow<'a> {
     ips: &'a [IpAddr],
     pool: Option<&'a str>,
     sharing_key: Option<&'a str>,
+    plugin: Option<&'a str>,
     reason: Option<String>,
     message: Option<&'a str>,
 }
@@ -137,6 +209,7 @@ impl<'a> Report<'a> {
                     ips: &o.ips,
                     pool: o.pool.as_deref(),
                     sharing_key: o.sharing_key.as_deref(),
+                    plugin: o.plugin.as_deref(),
                     reason: o.pending.as_ref().map(|p| p.reason.to_string()),
                     message: o.pending.as_ref().map(|p| p.message.as_str()),
                 })
@@ -192,22 +265,24 @@ fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The table: Services (IPs, pool, status or reason), then pool usage, then
-/// ignored objects.
+/// The table: Services (IPs, pool, the plugin that chose the address when
+/// one did, status or reason), then pool usage, then ignored objects. The
+/// PLUGIN column appears only when some plugin chose an address.
 fn table(plan: &Plan) -> String {
-    let mut rows = vec![vec![
-        "SERVICE".to_owned(),
-        "IPS".to_owned(),
-        "POOL".to_owned(),
-        "STATUS".to_owned(),
-    ]];
+    let with_plugin = plan.services.iter().any(|o| o.plugin.is_some());
+    let mut header = vec!["SERVICE".to_owned(), "IPS".to_owned(), "POOL".to_owned()];
+    if with_plugin {
+        header.push("PLUGIN".to_owned());
+    }
+    header.push("STATUS".to_owned());
+    let mut rows = vec![header];
     for o in &plan.services {
         let ips: Vec<String> = o.ips.iter().map(IpAddr::to_string).collect();
         let status = match &o.pending {
             None => "Allocated".to_owned(),
             Some(p) => format!("Pending {}: {}", p.reason, p.message),
         };
-        rows.push(vec![
+        let mut row = vec![
             o.service.to_string(),
             if ips.is_empty() {
                 "-".to_owned()
@@ -215,8 +290,12 @@ fn table(plan: &Plan) -> String {
                 ips.join(",")
             },
             o.pool.clone().unwrap_or_else(|| "-".to_owned()),
-            status,
-        ]);
+        ];
+        if with_plugin {
+            row.push(o.plugin.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        row.push(status);
+        rows.push(row);
     }
     let mut out = columns(&rows);
     let mut pools = vec![vec![

@@ -105,6 +105,7 @@ fn gitops_example_json_is_golden_and_has_exactly_the_designed_keys() {
                 "message",
                 "name",
                 "namespace",
+                "plugin",
                 "pool",
                 "reason",
                 "sharingKey",

@@ -1,0 +1,214 @@
+//! Core values to WIT values and back, and the checks on an announcer's
+//! answer. Conversions copy only what the WIT types carry.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use herald_core::Family;
+use herald_core::announce::{AnnounceQuery, Mode, NodeChoice};
+use herald_core::bgp::{Community, LargeCommunity};
+use herald_core::selector::Labels;
+use herald_core::service::{Service, TrafficPolicy};
+
+use crate::cni::{Action, Pod};
+use crate::plugin::bindings::allocator::herald::policy::types as wit;
+use crate::plugin::bindings::announcer::exports::herald::policy::announce as wa;
+use crate::plugin::bindings::cni::exports::herald::policy::chain as wc;
+
+pub(crate) fn ip_to_wit(ip: IpAddr) -> wit::IpAddress {
+    match ip {
+        IpAddr::V4(a) => wit::IpAddress::Ipv4(u32::from(a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            wit::IpAddress::Ipv6(((v >> 64) as u64, v as u64))
+        }
+    }
+}
+
+pub(crate) fn ip_from_wit(ip: wit::IpAddress) -> IpAddr {
+    match ip {
+        wit::IpAddress::Ipv4(v) => IpAddr::V4(Ipv4Addr::from(v)),
+        wit::IpAddress::Ipv6((hi, lo)) => {
+            IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
+        }
+    }
+}
+
+fn pairs(labels: &Labels) -> Vec<wit::Pair> {
+    labels
+        .iter()
+        .map(|(k, v)| wit::Pair {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn service_to_wit(s: &Service) -> wit::Service {
+    wit::Service {
+        namespace: s.id.namespace.clone(),
+        name: s.id.name.clone(),
+        labels: pairs(&s.labels),
+        annotations: pairs(&s.annotations),
+        ports: s
+            .ports
+            .iter()
+            .map(|p| wit::Port {
+                port: p.port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        traffic_policy: match s.traffic_policy {
+            TrafficPolicy::Cluster => wit::TrafficPolicy::Cluster,
+            TrafficPolicy::Local => wit::TrafficPolicy::Local,
+        },
+        families: s
+            .families
+            .iter()
+            .map(|f| match f {
+                Family::IPv4 => wit::Family::Ipv4,
+                Family::IPv6 => wit::Family::Ipv6,
+            })
+            .collect(),
+        sharing_key: s.sharing_key.clone(),
+    }
+}
+
+pub(crate) fn query_to_wit(q: &AnnounceQuery<'_>) -> wa::Query {
+    let mut eligible: Vec<wit::Node> = q
+        .eligible
+        .iter()
+        .map(|c| wit::Node {
+            name: c.node.name.clone(),
+            labels: pairs(&c.node.labels),
+            zone: c.node.zone().map(str::to_owned),
+            ready: c.node.ready,
+            endpoints: c.endpoints,
+        })
+        .collect();
+    eligible.sort_by(|a, b| a.name.cmp(&b.name));
+    wa::Query {
+        vip: ip_to_wit(q.vip),
+        mode: match q.mode {
+            Mode::Bgp => wa::Mode::Bgp,
+            Mode::L2 => wa::Mode::L2,
+        },
+        services: q.services.iter().map(|s| service_to_wit(s)).collect(),
+        eligible,
+    }
+}
+
+/// Checks an announcer's answer: only eligible nodes, each once; for L2
+/// exactly one.
+pub(crate) fn check_choices(
+    q: &AnnounceQuery<'_>,
+    answer: Vec<wa::Choice>,
+) -> Result<Vec<NodeChoice>, String> {
+    if crate::plugin::is_l2(q) && answer.len() != 1 {
+        return Err(format!(
+            "named {} nodes as L2 owner of {}; exactly one must own it",
+            answer.len(),
+            q.vip
+        ));
+    }
+    if answer.len() > q.eligible.len() {
+        return Err(format!(
+            "named {} nodes for {}; only {} are eligible",
+            answer.len(),
+            q.vip,
+            q.eligible.len()
+        ));
+    }
+    let eligible: BTreeSet<&str> = q.eligible.iter().map(|c| c.node.name.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(answer.len());
+    for c in answer {
+        if !eligible.contains(c.node.as_str()) {
+            return Err(format!(
+                "named node {:?} for {}, which is not one of the {} eligible nodes",
+                truncate_name(&c.node),
+                q.vip,
+                eligible.len()
+            ));
+        }
+        if !seen.insert(c.node.clone()) {
+            return Err(format!("named node {:?} twice for {}", c.node, q.vip));
+        }
+        out.push(NodeChoice {
+            node: c.node,
+            weight: c.weight,
+            local_pref: c.local_pref,
+            med: c.med,
+            communities: c
+                .communities
+                .iter()
+                .map(|c| Community(u32::from(c.asn) << 16 | u32::from(c.value)))
+                .collect(),
+            large_communities: c
+                .large_communities
+                .iter()
+                .map(|l| LargeCommunity {
+                    global_administrator: l.global,
+                    local_data_1: l.local1,
+                    local_data_2: l.local2,
+                })
+                .collect(),
+            as_path_prepend: c.as_path_prepend,
+        });
+    }
+    Ok(out)
+}
+
+/// A node name from a plugin, cut for a message (a hostile plugin may send
+/// megabytes).
+fn truncate_name(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+pub(crate) fn pod_to_wit(p: &Pod) -> wc::Pod {
+    wc::Pod {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        interface: p.interface.clone(),
+        addresses: p.addresses.iter().copied().map(ip_to_wit).collect(),
+        services: p
+            .services
+            .iter()
+            .map(|(s, vips)| wc::ServiceVips {
+                service: service_to_wit(s),
+                vips: vips.iter().copied().map(ip_to_wit).collect(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn action_from_wit(a: wc::Action) -> Action {
+    match a {
+        wc::Action::AddAddress(a) => Action::AddAddress {
+            interface: a.interface,
+            address: ip_from_wit(a.address),
+            prefix_len: a.prefix_len,
+        },
+        wc::Action::SetSysctl(s) => Action::SetSysctl {
+            key: s.key,
+            value: s.value,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_as_numbers() {
+        for ip in ["198.51.100.7", "2001:db8::1", "0.0.0.0", "ffff::ffff"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_from_wit(ip_to_wit(ip)), ip);
+        }
+        assert!(matches!(
+            ip_to_wit("198.51.100.7".parse().unwrap()),
+            wit::IpAddress::Ipv4(0xc633_6407)
+        ));
+    }
+}

@@ -1,0 +1,435 @@
+//! The engine, the epoch ticker, the compile cache, and loading: from
+//! bytes to a [`Loaded`] plugin ready to be called.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_core::plugin::{PluginSource, PolicyPluginSpec, World, sha256_hex};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::plugin::{Loaded, Pre, State};
+use crate::{Error, Result};
+
+/// How often the epoch advances: the granularity of `timeoutMs`. A call
+/// overruns its deadline by at most one tick plus the time to unwind.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The WASI interfaces a plugin may import besides its world's own: what
+/// Rust's standard library (wasm32-wasip2) links in for arguments,
+/// environment, exit and standard streams. The host gives no environment,
+/// no arguments and empty stdin; stdout and stderr go to a small buffer.
+/// Files, sockets, clocks, randomness and HTTP are never granted: a policy
+/// is a pure, replayable function.
+pub const WASI_ALLOWED: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+];
+
+/// The WASI package versions the host links (those wasmtime-wasi 48
+/// serves): a component built against any 0.2.x release type-checks.
+const WASI_VERSION_PREFIX: &str = "@0.2.";
+
+/// The herald interfaces each world imports.
+fn world_imports(world: World) -> &'static [&'static str] {
+    match world {
+        World::Allocator => &[
+            "herald:policy/types@0.1.0",
+            "herald:policy/log@0.1.0",
+            "herald:policy/pools@0.1.0",
+        ],
+        World::Announcer | World::CniChain => {
+            &["herald:policy/types@0.1.0", "herald:policy/log@0.1.0"]
+        }
+    }
+}
+
+/// Whether `import` (a component import name) is granted to `world`.
+pub fn import_allowed(world: World, import: &str) -> bool {
+    world_imports(world).contains(&import)
+        || WASI_ALLOWED.iter().any(|w| {
+            import
+                .strip_prefix(w)
+                .is_some_and(|v| v.starts_with(WASI_VERSION_PREFIX))
+        })
+}
+
+/// Options of a [`Host`].
+#[derive(Clone, Copy, Debug)]
+pub struct HostOptions {
+    /// How often the epoch ticks (default [`EPOCH_TICK`]).
+    pub tick: Duration,
+    /// Plugin calls that may run at once (default
+    /// [`DEFAULT_CONCURRENT_CALLS`]): the size of the pre-allocated
+    /// instance pool. A call beyond it fails (a plugin failure), it does
+    /// not wait.
+    pub concurrent_calls: u32,
+}
+
+/// Default [`HostOptions::concurrent_calls`]: decisions are taken one at a
+/// time per reconcile; 64 leaves room for every thread of a busy speaker.
+pub const DEFAULT_CONCURRENT_CALLS: u32 = 64;
+
+/// Core instances in one plugin component: Rust's wasm32-wasip2 output has
+/// the main module plus a few adapter shims; 16 is ample.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+
+/// Bytes of a linear memory kept resident and reset in place when a slot
+/// is reused, instead of being returned to the kernel: a fresh `Store` then
+/// costs no page faults for the plugin's stack and small heap.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            tick: EPOCH_TICK,
+            concurrent_calls: DEFAULT_CONCURRENT_CALLS,
+        }
+    }
+}
+
+/// The WebAssembly host: one engine for every plugin, its epoch ticker, a
+/// linker per world, and compiled components cached by digest.
+///
+/// Cheap to clone (shared). The ticker thread stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linkers: HashMap<World, Linker<State>>,
+    /// Compiled components by (digest, engine): one compile per digest,
+    /// however many plugins or reloads use it.
+    cache: Mutex<HashMap<CacheKey, Component>>,
+    /// Hash of the engine's compilation settings: a compiled artifact is
+    /// reusable only by an engine with the same settings.
+    engine_hash: u64,
+    tick: Duration,
+}
+
+/// A compile-cache key: the component's digest and the engine's hash.
+type CacheKey = ([u8; 32], u64);
+
+/// How a load went: where the compiled component came from and how long
+/// it took (for `herald plugin bench` and logs).
+#[derive(Clone, Copy, Debug)]
+pub struct LoadTimes {
+    /// Whether the compiled component came from the cache.
+    pub cached: bool,
+    /// Compiling (or fetching from the cache).
+    pub compile: Duration,
+    /// Checks, pre-instantiation and config validation.
+    pub link: Duration,
+}
+
+impl Host {
+    /// A host with default options.
+    pub fn new() -> Result<Host> {
+        Host::with_options(HostOptions::default())
+    }
+
+    /// A host with the given options.
+    pub fn with_options(options: HostOptions) -> Result<Host> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Deadlines by epoch: a counter check on loop back-edges and
+        // function entries, far cheaper than fuel metering.
+        config.epoch_interruption(true);
+        // A pool of pre-reserved instance slots: instantiating per call
+        // then reuses memory instead of mapping it afresh. Slots reserve
+        // address space for the largest memory limit a plugin may ask for;
+        // the per-plugin limit is enforced by `StoreLimits`.
+        let calls = options.concurrent_calls.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(calls)
+            .total_core_instances(calls * CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(calls * 2)
+            .total_tables(calls * CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(herald_core::plugin::MAX_MEMORY_LIMIT_MIB as usize * (1 << 20))
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
+        let mut linkers = HashMap::new();
+        for world in World::ALL {
+            linkers.insert(world, crate::plugin::linker(&engine, world)?);
+        }
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let engine_hash = h.finish();
+
+        let weak = engine.weak();
+        let tick = options.tick;
+        std::thread::Builder::new()
+            .name("herald-wasm-epoch".to_owned())
+            .spawn(move || {
+                // Upgraded per tick, so the engine is freed once the host
+                // is gone and the thread ends by itself.
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(tick);
+                }
+            })
+            .map_err(|e| Error::Engine(format!("starting the epoch ticker: {e}")))?;
+
+        Ok(Host {
+            inner: Arc::new(Inner {
+                engine,
+                linkers,
+                cache: Mutex::new(HashMap::new()),
+                engine_hash,
+                tick,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Epoch ticks for a time limit: rounded up, plus one because the
+    /// current tick may be almost over.
+    pub(crate) fn ticks(&self, timeout_ms: u32) -> u64 {
+        let tick = self.inner.tick.as_micros().max(1) as u64;
+        (u64::from(timeout_ms) * 1000).div_ceil(tick) + 1
+    }
+
+    /// Forgets every compiled component (for benchmarks of the first load).
+    pub fn clear_cache(&self) {
+        self.cache().clear();
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Component>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Loads a plugin: digest, format, imports, world, config (see the
+    /// crate docs). `name` is the `PolicyPlugin`'s name.
+    pub fn load(&self, name: &str, spec: &PolicyPluginSpec, bytes: &[u8]) -> Result<Loaded> {
+        self.load_timed(name, spec, bytes).map(|(l, _)| l)
+    }
+
+    /// [`Host::load`], also saying how long compiling and linking took.
+    pub fn load_timed(
+        &self,
+        name: &str,
+        spec: &PolicyPluginSpec,
+        bytes: &[u8],
+    ) -> Result<(Loaded, LoadTimes)> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if digest != spec.sha256 {
+            return Err(Error::Digest {
+                plugin: name.to_owned(),
+                expected: sha256_hex(&spec.sha256),
+                actual: sha256_hex(&digest),
+            });
+        }
+        let start = Instant::now();
+        let (component, cached) = self.compile(name, &digest, bytes)?;
+        let compile = start.elapsed();
+        let start = Instant::now();
+        check_imports(&self.inner.engine, name, spec.world, &component)?;
+        let linker = &self.inner.linkers[&spec.world];
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| Error::WrongWorld {
+                plugin: name.to_owned(),
+                world: spec.world,
+                message: format!("{e:#}"),
+            })?;
+        let pre = Pre::new(spec.world, instance_pre).map_err(|e| Error::WrongWorld {
+            plugin: name.to_owned(),
+            world: spec.world,
+            message: format!("{e:#}"),
+        })?;
+        let loaded = Loaded::new(self.clone(), name, spec, digest, pre);
+        loaded.validate_config().map_err(|message| Error::Config {
+            plugin: name.to_owned(),
+            message,
+        })?;
+        let link = start.elapsed();
+        tracing::info!(
+            plugin = name,
+            world = %spec.world,
+            digest = %sha256_hex(&digest),
+            cached,
+            compile_us = compile.as_micros() as u64,
+            "policy plugin loaded"
+        );
+        Ok((
+            loaded,
+            LoadTimes {
+                cached,
+                compile,
+                link,
+            },
+        ))
+    }
+
+    /// The compiled component for `bytes`, from the cache or compiled now.
+    fn compile(&self, name: &str, digest: &[u8; 32], bytes: &[u8]) -> Result<(Component, bool)> {
+        let key = (*digest, self.inner.engine_hash);
+        if let Some(c) = self.cache().get(&key) {
+            return Ok((c.clone(), true));
+        }
+        check_format(name, bytes)?;
+        let component = Component::new(&self.inner.engine, bytes).map_err(|e| Error::Compile {
+            plugin: name.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        self.cache().insert(key, component.clone());
+        Ok((component, false))
+    }
+}
+
+/// Reads a plugin's component from its source. Only files are read here;
+/// a ConfigMap source needs the Kubernetes API.
+pub fn read_source(name: &str, spec: &PolicyPluginSpec) -> Result<Vec<u8>> {
+    match &spec.source {
+        PluginSource::File(path) => std::fs::read(path).map_err(|source| Error::Read {
+            plugin: name.to_owned(),
+            path: path.display().to_string(),
+            source,
+        }),
+        PluginSource::ConfigMap {
+            namespace,
+            name: cm,
+            key,
+        } => Err(Error::Source {
+            plugin: name.to_owned(),
+            message: format!(
+                "source.configMap {namespace}/{cm} (key {key:?}) is read from the cluster; offline only source.file works"
+            ),
+        }),
+    }
+}
+
+/// Tells a component from a core module and from anything else, by the
+/// header: `\0asm`, then the version and layer (component: 0x0d 0x00 0x01
+/// 0x00; core module: 0x01 0x00 0x00 0x00).
+pub fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
+    let reason = match bytes {
+        [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00, ..] => return Ok(()),
+        [0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00, ..] => {
+            "is a core WebAssembly module, not a component: build for wasm32-wasip2 (or run `wasm-tools component new`)".to_owned()
+        }
+        [0, b'a', b's', b'm', ..] => "is WebAssembly of an unknown version or layer".to_owned(),
+        _ if bytes.is_empty() => "is empty, not a WebAssembly component".to_owned(),
+        _ => "is not WebAssembly at all (no \\0asm header)".to_owned(),
+    };
+    Err(Error::NotComponent {
+        plugin: name.to_owned(),
+        reason,
+    })
+}
+
+/// Refuses a component importing anything its world does not grant,
+/// naming every such import.
+fn check_imports(engine: &Engine, name: &str, world: World, component: &Component) -> Result<()> {
+    let ty = component.component_type();
+    let mut imports: Vec<&str> = ty.imports(engine).map(|(n, _)| n).collect();
+    imports.sort_unstable();
+    let forbidden: Vec<String> = imports
+        .into_iter()
+        .filter(|i| !import_allowed(world, i))
+        .map(str::to_owned)
+        .collect();
+    if forbidden.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ForbiddenImport {
+        plugin: name.to_owned(),
+        world,
+        imports: forbidden,
+    })
+}
+
+/// The import names of a component, sorted (for `herald plugin check`).
+pub fn imports(host: &Host, component_bytes: &[u8]) -> Result<Vec<String>> {
+    check_format("", component_bytes)?;
+    let c = Component::new(host.engine(), component_bytes).map_err(|e| Error::Compile {
+        plugin: String::new(),
+        message: format!("{e:#}"),
+    })?;
+    let mut v: Vec<String> = c
+        .component_type()
+        .imports(host.engine())
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_grants_world_imports_and_std_wasi_only() {
+        assert!(import_allowed(
+            World::Allocator,
+            "herald:policy/pools@0.1.0"
+        ));
+        assert!(!import_allowed(
+            World::Announcer,
+            "herald:policy/pools@0.1.0"
+        ));
+        assert!(import_allowed(World::Announcer, "wasi:cli/stderr@0.2.6"));
+        assert!(import_allowed(World::CniChain, "wasi:io/streams@0.2.0"));
+        for denied in [
+            "wasi:filesystem/preopens@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:clocks/wall-clock@0.2.6",
+            "wasi:random/random@0.2.6",
+            "wasi:cli/stderr@0.3.0",
+            "wasi:cli/stderr-extra@0.2.0",
+            "herald:policy/log@0.2.0",
+        ] {
+            assert!(!import_allowed(World::Announcer, denied), "{denied}");
+        }
+    }
+
+    #[test]
+    fn format_check_names_what_the_bytes_are() {
+        let e = check_format("p", b"hello").unwrap_err().to_string();
+        assert!(e.contains("not WebAssembly at all"), "{e}");
+        let e = check_format("p", b"\0asm\x01\0\0\0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("core WebAssembly module"), "{e}");
+        let e = check_format("p", b"").unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        assert!(check_format("p", b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn ticks_round_up_and_add_one() {
+        let host = Host::new().unwrap();
+        assert_eq!(host.ticks(20), 21);
+        assert_eq!(host.ticks(1), 2);
+    }
+}
