@@ -1,0 +1,443 @@
+//! The tokio driver of one session: turns the machine's [`Action`]s into a
+//! TCP connection (source address, TTL, MD5 key), writes and timers, and
+//! feeds back what the network does as [`Event`]s.
+//!
+//! ```text
+//!  connect task ──Connected──┐
+//!  reader task ──frames/EOF──┼─► mpsc ─► session loop ─► Fsm ─► actions ─► socket writes, timers
+//!  routes watch ─────────────┤                              └─► RibOut diff on Established / on change
+//!  stop watch ───────────────┘
+//! ```
+//!
+//! The loop owns the write half, so writes happen in action order (a
+//! NOTIFICATION is written before the connection closes).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::fsm::{Action, Down, Event, Fsm, State, Timer};
+use crate::rib::{Encoding, RibOut, Routes, end_of_rib};
+use crate::wire;
+
+/// How long a stopping session waits for its Cease to be written.
+const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A session's settings beyond the state machine's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// A name for logs (the `BGPPeer`).
+    pub name: String,
+    /// The peer's address and port.
+    pub remote: SocketAddr,
+    /// The local address to connect from; `None` lets the kernel choose.
+    pub source: Option<IpAddr>,
+    /// The IP TTL (hop limit) of the session's packets.
+    pub ttl: Option<u8>,
+    /// TCP MD5 key (RFC 2385).
+    pub password: Option<String>,
+    /// The state machine's settings.
+    pub fsm: crate::fsm::Config,
+    /// NEXT_HOP for IPv4 routes when the session is not over IPv4 (next hop
+    /// self uses the session's local address otherwise).
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 routes when the session is not over IPv6.
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+/// What a session reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The current state.
+    pub state: State,
+    /// How many times it reached Established.
+    pub established: u64,
+    /// Why it last went down.
+    pub last_down: Option<Down>,
+    /// Prefixes currently advertised.
+    pub advertised: usize,
+}
+
+/// A running session; stopping it sends a Cease.
+#[derive(Debug)]
+pub struct Session {
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<Status>,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts a session that advertises what `routes` holds, following
+    /// every change.
+    pub fn spawn(config: PeerConfig, routes: watch::Receiver<Arc<Routes>>) -> Session {
+        let (stop, stop_rx) = watch::channel(false);
+        let (status_tx, status) = watch::channel(Status {
+            state: State::Idle,
+            established: 0,
+            last_down: None,
+            advertised: 0,
+        });
+        let task = tokio::spawn(run(config, routes, stop_rx, status_tx));
+        Session { stop, status, task }
+    }
+
+    /// The session's status, to watch.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Sends a Cease (when a session is up) and ends the session.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// What the helper tasks report, tagged with the connection generation.
+enum Io {
+    Connected(tokio::net::TcpStream),
+    ConnectFailed(std::io::Error),
+    Frame(Vec<u8>),
+    BadHeader(netgauze_bgp_pkt::notification::BgpNotificationMessage),
+    Closed,
+}
+
+struct Conn {
+    writer: OwnedWriteHalf,
+    reader: JoinHandle<()>,
+    local: SocketAddr,
+}
+
+struct Driver {
+    config: PeerConfig,
+    fsm: Fsm,
+    io_tx: mpsc::Sender<(u64, Io)>,
+    generation: u64,
+    conn: Option<Conn>,
+    connecting: Option<JoinHandle<()>>,
+    timers: HashMap<Timer, Instant>,
+    rib: RibOut,
+    encoding: Option<Encoding>,
+    status: watch::Sender<Status>,
+}
+
+async fn run(
+    config: PeerConfig,
+    mut routes: watch::Receiver<Arc<Routes>>,
+    mut stop: watch::Receiver<bool>,
+    status: watch::Sender<Status>,
+) {
+    let (io_tx, mut io_rx) = mpsc::channel(256);
+    let mut d = Driver {
+        fsm: Fsm::new(config.fsm.clone()),
+        config,
+        io_tx,
+        generation: 0,
+        conn: None,
+        connecting: None,
+        timers: HashMap::new(),
+        rib: RibOut::new(),
+        encoding: None,
+        status,
+    };
+    d.event(Event::Start, &routes).await;
+    loop {
+        let deadline = d.timers.values().min().copied();
+        tokio::select! {
+            Some((generation, io)) = io_rx.recv() => {
+                if generation != d.generation {
+                    continue;
+                }
+                match io {
+                    Io::Connected(stream) => {
+                        d.connecting = None;
+                        let local = match stream.local_addr() {
+                            Ok(a) => a,
+                            Err(_) => { d.event(Event::TcpFailed, &routes).await; continue; }
+                        };
+                        let (read, writer) = stream.into_split();
+                        let reader = tokio::spawn(read_frames(read, d.io_tx.clone(), d.generation));
+                        d.conn = Some(Conn { writer, reader, local });
+                        tracing::debug!(peer = %d.config.name, %local, "connected");
+                        d.event(Event::TcpConnected, &routes).await;
+                    }
+                    Io::ConnectFailed(e) => {
+                        d.connecting = None;
+                        tracing::debug!(peer = %d.config.name, error = %e, "connection attempt failed");
+                        d.event(Event::TcpFailed, &routes).await;
+                    }
+                    Io::Frame(frame) => {
+                        let asn4 = d.fsm.negotiated().is_some_and(|n| n.asn4);
+                        let event = match wire::decode(&frame, asn4) {
+                            Ok(message) => Event::Message(message),
+                            Err(notification) => {
+                                tracing::warn!(peer = %d.config.name, codes = ?wire::notification_codes(&notification), "malformed message from the peer");
+                                Event::Malformed(notification)
+                            }
+                        };
+                        d.event(event, &routes).await;
+                    }
+                    Io::BadHeader(notification) => {
+                        tracing::warn!(peer = %d.config.name, codes = ?wire::notification_codes(&notification), "malformed message header from the peer");
+                        d.event(Event::Malformed(notification), &routes).await;
+                    }
+                    Io::Closed => d.event(Event::TcpFailed, &routes).await,
+                }
+            }
+            _ = sleep_until(deadline) => {
+                let now = Instant::now();
+                let expired: Vec<Timer> = d.timers.iter().filter(|(_, at)| **at <= now).map(|(t, _)| *t).collect();
+                for timer in expired {
+                    if d.timers.remove(&timer).is_some() {
+                        let event = match timer {
+                            Timer::ConnectRetry => Event::ConnectRetryExpired,
+                            Timer::Hold => Event::HoldExpired,
+                            Timer::Keepalive => Event::KeepaliveExpired,
+                        };
+                        d.event(event, &routes).await;
+                    }
+                }
+            }
+            changed = routes.changed() => {
+                if changed.is_err() {
+                    // The owner is gone: treat as a stop.
+                    let _ = tokio::time::timeout(STOP_WRITE_TIMEOUT, d.event(Event::Stop, &routes)).await;
+                    return;
+                }
+                d.advertise(&routes).await;
+            }
+            _ = stop.changed() => {
+                let _ = tokio::time::timeout(STOP_WRITE_TIMEOUT, d.event(Event::Stop, &routes)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Feeds one event and carries out the actions (which may feed more
+    /// events, such as a failed write).
+    async fn event(&mut self, event: Event, routes: &watch::Receiver<Arc<Routes>>) {
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            let before = self.fsm.state();
+            let actions = self.fsm.handle(event);
+            let after = self.fsm.state();
+            if before != after {
+                tracing::info!(peer = %self.config.name, from = %before, to = %after, "session state");
+                self.status.send_modify(|s| s.state = after);
+            }
+            for action in actions {
+                if let Some(next) = self.act(action, routes).await {
+                    queue.push(next);
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn act(
+        &mut self,
+        action: Action,
+        routes: &watch::Receiver<Arc<Routes>>,
+    ) -> Option<Event> {
+        match action {
+            Action::Connect => {
+                tracing::info!(peer = %self.config.name, remote = %self.config.remote, "connecting");
+                self.generation += 1;
+                let generation = self.generation;
+                let tx = self.io_tx.clone();
+                let config = self.config.clone();
+                self.connecting = Some(tokio::spawn(async move {
+                    let io = match connect(&config).await {
+                        Ok(stream) => Io::Connected(stream),
+                        Err(e) => Io::ConnectFailed(e),
+                    };
+                    let _ = tx.send((generation, io)).await;
+                }));
+            }
+            Action::Disconnect => {
+                self.generation += 1;
+                if let Some(c) = self.connecting.take() {
+                    c.abort();
+                }
+                if let Some(mut conn) = self.conn.take() {
+                    conn.reader.abort();
+                    let _ = conn.writer.shutdown().await;
+                }
+                self.encoding = None;
+                self.status.send_modify(|s| s.advertised = 0);
+            }
+            Action::Send(message) => match wire::encode(&message) {
+                Ok(bytes) => return self.write(&bytes).await,
+                Err(e) => {
+                    tracing::error!(peer = %self.config.name, error = %e, "cannot encode a message");
+                }
+            },
+            Action::Arm(timer, after) => {
+                self.timers.insert(timer, Instant::now() + after);
+            }
+            Action::Disarm(timer) => {
+                self.timers.remove(&timer);
+            }
+            Action::Established(n) => {
+                let local = self.conn.as_ref().map(|c| c.local.ip());
+                let encoding = Encoding {
+                    local_asn: self.config.fsm.local_asn,
+                    ebgp: self.config.fsm.local_asn != self.config.fsm.peer_asn,
+                    asn4: n.asn4,
+                    next_hop_v4: match local {
+                        Some(IpAddr::V4(a)) => Some(a),
+                        _ => self.config.next_hop_v4,
+                    },
+                    next_hop_v6: match local {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => self.config.next_hop_v6,
+                    },
+                    ipv4: n.ipv4,
+                    ipv6: n.ipv6,
+                };
+                tracing::info!(peer = %self.config.name, hold_time = n.hold_time, asn4 = n.asn4, ipv4 = n.ipv4, ipv6 = n.ipv6, peer_router_id = %n.peer_router_id, graceful_restart = n.peer_graceful_restart, "session established");
+                self.status.send_modify(|s| s.established += 1);
+                self.rib = RibOut::new();
+                self.encoding = Some(encoding.clone());
+                let wanted = routes.borrow().clone();
+                let mut bytes = match self.rib.update_to(&wanted, &encoding) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(peer = %self.config.name, error = %e, "cannot encode the routes");
+                        Vec::new()
+                    }
+                };
+                // End-of-RIB for each family (RFC 4724 §2).
+                for (on, ipv6) in [(n.ipv4, false), (n.ipv6, true)] {
+                    if on && let Ok(eor) = end_of_rib(ipv6).and_then(|m| wire::encode(&m)) {
+                        bytes.extend_from_slice(&eor);
+                    }
+                }
+                let advertised = self.rib.sent().len();
+                self.status.send_modify(|s| s.advertised = advertised);
+                tracing::info!(peer = %self.config.name, routes = advertised, "advertised");
+                return self.write(&bytes).await;
+            }
+            Action::Down(why) => {
+                tracing::info!(peer = %self.config.name, reason = ?why, "session down");
+                self.status.send_modify(|s| s.last_down = Some(why));
+            }
+            Action::Refresh { ipv6 } => {
+                tracing::info!(peer = %self.config.name, ipv6, "route refresh requested");
+                self.rib.forget(ipv6);
+                self.advertise(routes).await;
+            }
+        }
+        None
+    }
+
+    /// Sends the difference between what was advertised and `routes`.
+    async fn advertise(&mut self, routes: &watch::Receiver<Arc<Routes>>) {
+        let Some(encoding) = self.encoding.clone() else {
+            return;
+        };
+        let wanted = routes.borrow().clone();
+        match self.rib.update_to(&wanted, &encoding) {
+            Ok(bytes) if bytes.is_empty() => {}
+            Ok(bytes) => {
+                let advertised = self.rib.sent().len();
+                self.status.send_modify(|s| s.advertised = advertised);
+                tracing::info!(peer = %self.config.name, routes = advertised, octets = bytes.len(), "routes updated");
+                if let Some(event) = self.write(&bytes).await {
+                    Box::pin(self.event(event, routes)).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.config.name, error = %e, "cannot encode the routes");
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Option<Event> {
+        let conn = self.conn.as_mut()?;
+        match conn.writer.write_all(bytes).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(peer = %self.config.name, error = %e, "write failed");
+                Some(Event::TcpFailed)
+            }
+        }
+    }
+}
+
+/// Opens the TCP connection with the configured source address, TTL and
+/// MD5 key (all set before the SYN goes out).
+async fn connect(config: &PeerConfig) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = match config.remote {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(key) = &config.password {
+        crate::md5::set_key(&socket, config.remote.ip(), key.as_bytes())?;
+    }
+    if let Some(ttl) = config.ttl {
+        let sock = socket2::SockRef::from(&socket);
+        match config.remote {
+            SocketAddr::V4(_) => sock.set_ttl_v4(ttl.into())?,
+            SocketAddr::V6(_) => sock.set_unicast_hops_v6(ttl.into())?,
+        }
+    }
+    if let Some(source) = config.source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = socket.connect(config.remote).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads messages off the connection and hands each complete one to the
+/// session loop; a broken header or the end of the stream ends it.
+async fn read_frames(
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<(u64, Io)>,
+    generation: u64,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        loop {
+            match wire::frame_len(&buf) {
+                Ok(Some(len)) if buf.len() >= len => {
+                    let frame: Vec<u8> = buf.drain(..len).collect();
+                    if tx.send((generation, Io::Frame(frame))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => break,
+                Err(notification) => {
+                    let _ = tx.send((generation, Io::BadHeader(notification))).await;
+                    return;
+                }
+            }
+        }
+        match read.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send((generation, Io::Closed)).await;
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
