@@ -34,8 +34,9 @@ pub struct L2AdvertisementSpec {
     /// The nodes that may answer for an address (default every node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
-    /// The network interfaces answered on (empty: every interface); Linux
-    /// names of 1 to 15 characters.
+    /// The network interfaces answered on (empty: the interfaces whose
+    /// subnet contains the address, else the one holding the default route
+    /// of its family); Linux names of 1 to 15 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interfaces: Option<Vec<String>>,
     /// The name of a PolicyPlugin (world `announcer`) that picks the

@@ -17,6 +17,7 @@ mod bgp;
 mod l2;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,11 +27,18 @@ use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
 use herald_core::announce::{AnnounceInput, Announcements, announce};
 use herald_core::policy::BUILT_IN;
+use herald_l2::membership::Membership;
 use tokio::sync::watch;
 
 /// How often the manifests directory is checked for changes: well inside
 /// the one second within which changes must take effect.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long a starting speaker waits to hear from every other member
+/// before it plans: one that planned alone would own every VIP for a
+/// moment. A few gossip rounds suffice when the others are up; when they
+/// are not, this bounds the wait.
+const SETTLE_BOUND: Duration = Duration::from_millis(500);
 
 /// Flags of `herald speaker`.
 #[derive(clap::Args, Debug)]
@@ -45,6 +53,19 @@ pub struct Args {
     /// The loadBalancerClass Herald serves.
     #[arg(long, default_value = herald_core::allocate::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
     load_balancer_class: String,
+    /// The address this speaker gossips on (membership between speakers);
+    /// the other speakers list it in their `--members`. Without it every
+    /// node in the manifests counts as alive.
+    #[arg(long, env = "HERALD_GOSSIP_BIND", requires = "members")]
+    gossip_bind: Option<SocketAddr>,
+    /// Every speaker's gossip address (this one's may be included).
+    #[arg(
+        long,
+        env = "HERALD_MEMBERS",
+        value_delimiter = ',',
+        requires = "gossip_bind"
+    )]
+    members: Vec<SocketAddr>,
 }
 
 /// What the drivers act on: the latest manifests and this node's share of
@@ -91,10 +112,32 @@ async fn serve(args: Args) -> ExitCode {
     if !manifests.nodes.iter().any(|n| n.name == args.node) {
         tracing::warn!(node = %args.node, "no Node object for this node in the manifests yet: nothing is announced until one appears");
     }
-    let (view_tx, view_rx) = watch::channel(Arc::new(plan(&args.node, manifests, &config)));
+    let membership = match args.gossip_bind {
+        Some(bind) => match Membership::join(&args.node, bind, &args.members).await {
+            Ok(m) => {
+                m.settle(SETTLE_BOUND).await;
+                Some(Arc::new(m))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot join the speakers' membership");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let mut peers = membership.as_ref().map(|m| m.peers());
+    let alive = |peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>| {
+        peers.as_mut().map(|p| p.borrow_and_update().alive.clone())
+    };
+    let (view_tx, view_rx) = watch::channel(Arc::new(plan(
+        &args.node,
+        manifests,
+        &config,
+        alive(&mut peers),
+    )));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let bgp = tokio::spawn(bgp::run(view_rx.clone(), shutdown_rx.clone()));
-    let l2 = tokio::spawn(l2::run(view_rx, shutdown_rx));
+    let l2 = tokio::spawn(l2::run(view_rx, shutdown_rx, membership.clone()));
 
     let mut fingerprint = fingerprint(&args.manifests);
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
@@ -107,6 +150,7 @@ async fn serve(args: Args) -> ExitCode {
             }
         };
     loop {
+        let planned = view_tx.borrow().alive.clone();
         tokio::select! {
             _ = ticker.tick() => {
                 let now = self::fingerprint(&args.manifests);
@@ -116,12 +160,18 @@ async fn serve(args: Args) -> ExitCode {
                 fingerprint = now;
                 match load_paths(&[&args.manifests]) {
                     Ok(m) => {
-                        let view = plan(&args.node, m, &config);
+                        let view = plan(&args.node, m, &config, alive(&mut peers));
                         tracing::info!(routes = view.announcements.routes_of(&args.node).count(), owned = view.announcements.owned_by(&args.node).count(), "manifests changed");
                         view_tx.send_replace(Arc::new(view));
                     }
                     Err(e) => tracing::warn!(error = %e, "manifests changed but do not load; keeping the last good ones"),
                 }
+            }
+            Some(()) = membership_changed(&mut peers, planned) => {
+                let manifests = view_tx.borrow().manifests.clone();
+                let view = plan(&args.node, manifests, &config, alive(&mut peers));
+                tracing::info!(alive = ?view.alive, owned = view.announcements.owned_by(&args.node).count(), "membership changed");
+                view_tx.send_replace(Arc::new(view));
             }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
@@ -133,10 +183,35 @@ async fn serve(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Plans the announcements of `manifests`. Without membership every node
-/// in the manifests counts as alive.
-fn plan(node: &str, manifests: Manifests, config: &Config) -> View {
-    let alive: BTreeSet<String> = manifests.nodes.iter().map(|n| n.name.clone()).collect();
+/// Waits until the alive set differs from `planned`, the one the current
+/// view was planned with (never, without membership; `None` when the
+/// gossip layer is gone).
+async fn membership_changed(
+    peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>,
+    planned: BTreeSet<String>,
+) -> Option<()> {
+    let Some(p) = peers.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        if p.borrow_and_update().alive != planned {
+            return Some(());
+        }
+        p.changed().await.ok()?;
+    }
+}
+
+/// Plans the announcements of `manifests` with the speakers `alive` from
+/// membership; without membership every node in the manifests counts as
+/// alive.
+fn plan(
+    node: &str,
+    manifests: Manifests,
+    config: &Config,
+    alive: Option<BTreeSet<String>>,
+) -> View {
+    let alive: BTreeSet<String> =
+        alive.unwrap_or_else(|| manifests.nodes.iter().map(|n| n.name.clone()).collect());
     let announcements = announce(
         &AnnounceInput {
             pools: &manifests.snapshot.pools,
