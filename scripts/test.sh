@@ -15,7 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the integration tests run for real (network namespaces,
 # and later the BGP peers, keepalived, the CNI plugins).
-DEBIAN_PACKAGES=(iproute2 iputils-ping)
+DEBIAN_PACKAGES=(iproute2 iputils-ping
+  bird2 gobgpd frr tcpdump # BGP peers of host/bgp and the speaker tests
+  iputils-arping ndisc6 socat keepalived) # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
 
 step "Debian packages: ${DEBIAN_PACKAGES[*]}"
 missing=()
@@ -30,6 +32,8 @@ fi
 
 step "toolchain components"
 rustup component add rustfmt clippy
+# Policy plugins are WebAssembly components (scripts/build-plugins.sh).
+rustup target add wasm32-wasip2
 
 step "format"
 cargo fmt --all -- --check
@@ -39,6 +43,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "policy plugins and hostile fixtures, from source, for wasm32-wasip2"
+for f in infinite-loop memory-bomb trap forbidden-import wrong-world unknown-node huge-output; do
+  cargo clippy --locked --target wasm32-wasip2 -p hostile --features "$f" -- -D warnings
+done
+cargo clippy --locked --target wasm32-wasip2 -p stable-hash -p zone-spread -p endpoint-weighted -p dsr-loopback -- -D warnings
+./scripts/build-plugins.sh
 
 step "tests (unit, property, golden, benchmarks once in test mode)"
 cargo test --workspace --all-targets --locked --no-fail-fast

@@ -3,6 +3,7 @@
 //! flags and runs a command.
 
 mod plan;
+mod plugin;
 mod speaker;
 
 use std::io::IsTerminal;
@@ -26,6 +27,11 @@ enum Command {
     Crds,
     /// Run a node's speaker (standalone: from a manifests directory).
     Speaker(speaker::Args),
+    /// Check or measure a policy plugin (a WebAssembly component).
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::Command,
+    },
 }
 
 /// Exit code for unreadable or invalid manifests (clap uses it for usage
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Speaker(args) => speaker::run(args),
+        Command::Plugin { command } => plugin::run(&command),
         Command::Crds => {
             print!("{}", herald_api::crds_yaml());
             ExitCode::SUCCESS
