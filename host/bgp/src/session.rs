@@ -31,8 +31,9 @@ use crate::wire;
 /// How long a stopping session waits for its Cease to be written.
 const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A session's settings beyond the state machine's.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A session's settings beyond the state machine's. Its `Debug` hides the
+/// MD5 password, so a debug log never shows it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     /// A name for logs (the `BGPPeer`).
     pub name: String,
@@ -51,6 +52,21 @@ pub struct PeerConfig {
     pub next_hop_v4: Option<Ipv4Addr>,
     /// Next hop for IPv6 routes when the session is not over IPv6.
     pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("name", &self.name)
+            .field("remote", &self.remote)
+            .field("source", &self.source)
+            .field("ttl", &self.ttl)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("fsm", &self.fsm)
+            .field("next_hop_v4", &self.next_hop_v4)
+            .field("next_hop_v6", &self.next_hop_v6)
+            .finish()
+    }
 }
 
 /// What a session reports.
@@ -439,5 +455,38 @@ async fn read_frames(
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::bgp::Asn;
+
+    #[test]
+    fn debug_output_never_shows_the_md5_password() {
+        let config = PeerConfig {
+            name: "tor".into(),
+            remote: "192.0.2.1:179".parse().unwrap(),
+            source: None,
+            ttl: None,
+            password: Some("s3cret-md5-key".into()),
+            fsm: crate::fsm::Config {
+                local_asn: Asn::new(65000).unwrap(),
+                peer_asn: Asn::new(65001).unwrap(),
+                router_id: "192.0.2.2".parse().unwrap(),
+                hold_time: 90,
+                keepalive_time: 30,
+                connect_retry: Duration::from_secs(120),
+                graceful_restart: None,
+                ipv4: true,
+                ipv6: false,
+            },
+            next_hop_v4: None,
+            next_hop_v6: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }
