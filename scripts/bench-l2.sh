@@ -6,6 +6,7 @@
 # then measure until the client's first TCP connect that reaches another node.
 #
 #   ./scripts/bench-l2.sh [RUNS]      # as root; default 20 runs per system
+#   ./scripts/bench-l2.sh stability [SECONDS]   # flaps under CPU load, no failure
 #
 # Systems: herald (VIP on lo, arp_ignore=1, speakers with gossip membership),
 # keepalived at its defaults (advert_int 1) and tuned (VRRPv3, advert_int
@@ -19,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-20}
+[ "$RUNS" = stability ] && RUNS=0
 VIP=192.0.2.200
 TAG=b$$
 SW=${TAG}sw
@@ -124,7 +126,7 @@ start_speaker() { # index
   disown "${SPEAKER[$i]}"
 }
 
-bench_herald() {
+bench_herald_setup() {
   mkdir -p "$WORK/m"
   {
     for i in 0 1 2; do
@@ -136,6 +138,10 @@ bench_herald() {
   } >"$WORK/m/objects.yaml"
   topology herald
   for i in 0 1 2; do start_speaker "$i"; done
+}
+
+bench_herald() {
+  bench_herald_setup
   local times=()
   for _ in $(seq "$RUNS"); do
     local owner="" i
@@ -194,6 +200,55 @@ bench_keepalived() { # label, advert_int, version
   stats "$1" "${times[@]}"
   teardown
 }
+
+# --- stability under load ----------------------------------------------------
+# "Fastest stable settings": with no node failing, the VIP must stay on one
+# node while the machine is busy. For SECONDS, four busy loops load the two
+# cores while the client probes the VIP every 50 ms; every change of the node
+# that answers is a false failover (flap).
+LOAD_PIDS=()
+load_on() { for _ in 1 2 3 4; do (while :; do :; done) & LOAD_PIDS+=($!); done; }
+load_off() { kill "${LOAD_PIDS[@]}" 2>/dev/null || true; wait "${LOAD_PIDS[@]}" 2>/dev/null || true; LOAD_PIDS=(); }
+
+watch_flaps() { # label, seconds
+  local end=$(( $(now_ms) + $2 * 1000 )) last="" flaps=0 misses=0 samples=0 got
+  load_on
+  while [ "$(now_ms)" -lt "$end" ]; do
+    got=$(probe); samples=$((samples + 1))
+    if [ -z "$got" ]; then misses=$((misses + 1))
+    elif [ -n "$last" ] && [ "$got" != "$last" ]; then flaps=$((flaps + 1)); last=$got
+    else last=$got; fi
+    sleep 0.05
+  done
+  load_off
+  printf '%-28s %3d s under load  samples %5d  owner changes %3d  unanswered %3d\n' "$1" "$2" "$samples" "$flaps" "$misses"
+}
+
+stability_herald() { # seconds
+  bench_herald_setup
+  local owner=""; until [ -n "$owner" ]; do owner=$(probe); sleep 0.05; done
+  sleep 2
+  watch_flaps "herald" "$1"
+  teardown
+}
+
+stability_keepalived() { # label, advert_int, version, seconds
+  topology vrrp
+  for i in 0 1 2; do start_keepalived "$i" "$2" "$3"; done
+  wait_served_by n1
+  sleep 2
+  watch_flaps "$1" "$4"
+  teardown
+}
+
+if [ "${1:-}" = stability ]; then
+  SECONDS_UNDER_LOAD=${2:-60}
+  echo "L2 stability under load, $SECONDS_UNDER_LOAD s each, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r)"
+  stability_herald "$SECONDS_UNDER_LOAD"
+  stability_keepalived "keepalived VRRPv3 0.1 s" 0.1 3 "$SECONDS_UNDER_LOAD"
+  stability_keepalived "keepalived VRRPv3 0.05 s" 0.05 3 "$SECONDS_UNDER_LOAD"
+  exit 0
+fi
 
 echo "L2 failover, $RUNS runs each, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -r)"
 for system in ${SYSTEMS:-herald keepalived-default keepalived-fast keepalived-0.05}; do

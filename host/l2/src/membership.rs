@@ -35,12 +35,13 @@ pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(25);
 /// mean interval between heartbeat reports; a peer is dead when phi
 /// exceeds this. A peer's heartbeat reaches us both in its gossip round
 /// and in ours, so with three speakers the mean measured here is about
-/// 12 ms and 16 means ~200 ms of silence (eight missed rounds), found at
+/// 12 ms and 10 means ~125 ms of silence (five missed rounds), found at
 /// the next round. Scheduling hiccups on a loaded 2-core machine reach
 /// 100 ms and more; they stall this process as a whole, which the stall
 /// watch below catches (at 10 without it, a loaded machine saw false
-/// suspicion; at 16 with it, none in `a_loaded_machine_causes_no_false_suspicion`).
-pub const PHI_THRESHOLD: f64 = 16.0;
+/// suspicion; at 10 with it, none in `a_loaded_machine_causes_no_false_suspicion`
+/// nor in 60 s of `scripts/bench-l2.sh stability`).
+pub const PHI_THRESHOLD: f64 = 10.0;
 
 /// The heartbeat intervals the mean is taken over: 200 rounds, five
 /// seconds of history, so one slow round barely moves the mean.
