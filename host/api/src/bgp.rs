@@ -208,8 +208,9 @@ pub struct BGPAdvertisementSpec {
     /// advertisements instead of the built-in policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcer_plugin: Option<String>,
-    /// How many extra times the node's own ASN is prepended to the AS_PATH,
-    /// 0 to 10 (default 0).
+    /// How many extra times the node's own ASN is prepended to the AS_PATH
+    /// on eBGP sessions, 0 to 10 (default 0). iBGP routes always carry an
+    /// empty AS_PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_path_prepend: Option<u8>,
 }

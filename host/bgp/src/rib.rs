@@ -355,9 +355,14 @@ fn attribute(
 /// MP_REACH_NLRI are added by the caller.
 fn common_attributes(attrs: &Attributes, enc: &Encoding) -> Result<Vec<PathAttribute>, Error> {
     let asn = enc.local_asn.get();
-    // eBGP: our ASN once (RFC 4271 §5.1.2) plus the prepends; iBGP: only
-    // the prepends (usually none: an empty AS_PATH).
-    let copies = usize::from(attrs.as_path_prepend) + usize::from(enc.ebgp);
+    // eBGP: our ASN once (RFC 4271 §5.1.2) plus the prepends. iBGP: an
+    // empty AS_PATH, prepends ignored: our ASN is the router's own, and
+    // BIRD, GoBGP and FRR all drop a route carrying it as an AS loop.
+    let copies = if enc.ebgp {
+        1 + usize::from(attrs.as_path_prepend)
+    } else {
+        0
+    };
     let mut out = vec![attribute(
         false,
         true,

@@ -1,15 +1,23 @@
 //! End to end: the built `herald speaker` in one network namespace (the
 //! node), a real router daemon from Debian in another (BIRD, GoBGP, FRR),
-//! joined by a veth link on documentation prefixes. What the router shows
+//! joined by a bridge on documentation prefixes. What the router shows
 //! (birdc, gobgp, vtysh) is what is asserted.
+//!
+//! The matrix tests (`*_matrix_*`) run every session kind (iBGP, eBGP with
+//! a 2-octet ASN, eBGP with a 4-octet ASN) over IPv4 and over IPv6
+//! transport against one daemon, and compare the daemon's whole view of
+//! Herald's routes, both families, with the expected attributes.
 //!
 //! Needs root, bird2, gobgpd and frr (scripts/test.sh installs them).
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use herald_netns::{Netns, Process, Segment, run, wait_for};
+use serde_json::Value;
 
 /// The tests share the machine's two cores and the daemons' habits: one at
 /// a time.
@@ -19,8 +27,12 @@ const ROUTER_V4: &str = "192.0.2.1";
 const NODE_V4: &str = "192.0.2.2";
 const ROUTER_V6: &str = "2001:db8:ff::1";
 const NODE_V6: &str = "2001:db8:ff::2";
+/// The router's AS in every test.
+const ROUTER_ASN: u32 = 65001;
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
+/// The port of GoBGP's API inside the router namespace.
+const GOBGP_API: &str = "50051";
 
 struct TempDir(PathBuf);
 
@@ -194,6 +206,43 @@ spec:
         }
     }
 
+    /// A vtysh command's JSON answer; `Null` while bgpd does not answer.
+    fn vtysh_json(&self, command: &str) -> Value {
+        serde_json::from_str(&self.vtysh(command)).unwrap_or(Value::Null)
+    }
+
+    /// Starts gobgpd with `conf` (TOML), its API on [`GOBGP_API`].
+    fn gobgpd(&self, conf: &str) -> Process {
+        let path = self.path("gobgpd.toml");
+        std::fs::write(&path, conf).unwrap();
+        self.router
+            .spawn(
+                "gobgpd",
+                &[
+                    "-f",
+                    path.to_str().unwrap(),
+                    "-t",
+                    "toml",
+                    "--api-hosts",
+                    &format!("127.0.0.1:{GOBGP_API}"),
+                    "--pprof-disable",
+                ],
+                Some(&self.path("gobgpd.log")),
+            )
+            .unwrap()
+    }
+
+    /// `gobgp -j ARGS…`'s JSON answer; `Null` while gobgpd does not answer.
+    fn gobgp_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-p", GOBGP_API, "-j"];
+        all.extend_from_slice(args);
+        self.router
+            .probe("gobgp", &all)
+            .ok()
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or(Value::Null)
+    }
+
     fn herald(&self) -> Process {
         self.herald_on(0)
     }
@@ -222,15 +271,14 @@ spec:
     }
 
     fn bird(&self, conf: &str) -> Process {
-        let path = self.path("bird.conf");
-        std::fs::write(&path, conf).unwrap();
+        std::fs::write(self.path("bird.conf"), conf).unwrap();
         self.router
             .spawn(
                 "bird",
                 &[
                     "-f",
                     "-c",
-                    path.to_str().unwrap(),
+                    self.path("bird.conf").to_str().unwrap(),
                     "-s",
                     self.path("bird.ctl").to_str().unwrap(),
                     "-P",
@@ -256,17 +304,62 @@ spec:
             .contains("Established")
     }
 
+    /// When BIRD's session with Herald last changed state (the `Since`
+    /// column): unchanged means the same session.
+    fn bird_since(&self) -> String {
+        let out = self.birdc(&["show", "protocols", "herald"]);
+        out.lines()
+            .find(|l| l.starts_with("herald "))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .unwrap_or_else(|| panic!("no `herald` protocol in\n{out}"))
+            .to_owned()
+    }
+
     fn bird_route(&self, prefix: &str) -> String {
         self.birdc(&["show", "route", "all", prefix])
     }
 
+    /// Everything BIRD imported from Herald, parsed.
+    fn bird_routes(&self) -> BTreeMap<String, BirdRoute> {
+        parse_bird_routes(&self.birdc(&["show", "route", "all", "protocol", "herald"]))
+    }
+
+    /// BIRD's import statistics of each channel of the `herald` protocol.
+    fn bird_import_stats(&self) -> BTreeMap<String, ImportStats> {
+        parse_bird_import_stats(&self.birdc(&["show", "protocols", "all", "herald"]))
+    }
+
+    /// Waits until the router daemon listens on the BGP port, so Herald's
+    /// first connection attempt is not refused.
+    fn wait_listening(&self) {
+        self.wait("the router to listen on port 179", || {
+            self.router
+                .probe("ss", &["-Hltn", "sport = :179"])
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
+    }
+
+    /// Every log the lab's processes wrote, for failure messages.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir.0)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            out.push_str(&format!("--- {} ---\n{text}\n", file.display()));
+        }
+        out
+    }
+
     fn wait(&self, what: &str, mut check: impl FnMut() -> bool) {
         if let Err(e) = wait_for(what, WAIT, POLL, || check().then_some(())) {
-            panic!(
-                "{e}\n--- herald log ---\n{}\n--- bird log ---\n{}",
-                self.herald_log(),
-                std::fs::read_to_string(self.path("bird.log")).unwrap_or_default()
-            );
+            panic!("{e}\n{}", self.logs());
         }
     }
 }
@@ -313,11 +406,26 @@ spec:
     )
 }
 
+/// A BIRD configuration with one BGP protocol `herald` importing everything.
 fn bird_conf(neighbor: &str, local: &str, local_asn: u32, peer_asn: u32, extra: &str) -> String {
+    bird_conf_import(neighbor, local, local_asn, peer_asn, extra, "all")
+}
+
+/// The same with the channels' import clause `import` (`all`, `none`, a
+/// filter). `protocol direct` gives recursive (iBGP) next hops the
+/// connected routes to resolve through.
+fn bird_conf_import(
+    neighbor: &str,
+    local: &str,
+    local_asn: u32,
+    peer_asn: u32,
+    extra: &str,
+    import: &str,
+) -> String {
     format!(
-        "router id {ROUTER_V4};\nprotocol device {{}}\n\
+        "router id {ROUTER_V4};\nprotocol device {{}}\nprotocol direct {{ ipv4; ipv6; }}\n\
          protocol bgp herald {{ local {local} as {local_asn}; neighbor {neighbor} as {peer_asn}; hold time 9; {extra}\n\
-         ipv4 {{ import all; export none; }}; ipv6 {{ import all; export none; }}; }}\n"
+         ipv4 {{ import {import}; export none; }}; ipv6 {{ import {import}; export none; }}; }}\n"
     )
 }
 
@@ -328,6 +436,711 @@ fn count(haystack: &str, needle: &str) -> usize {
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+// ---------------------------------------------------------------------------
+// Routes as a router shows them, normalised across daemons.
+
+/// One route as the router holds it. Communities are written `high:low`
+/// in decimal (well-known names resolved), large communities `a:b:c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Route {
+    origin: String,
+    as_path: Vec<u32>,
+    next_hop: String,
+    med: Option<u32>,
+    local_pref: Option<u32>,
+    communities: Vec<String>,
+    large_communities: Vec<String>,
+    /// Path attributes (for FRR: path keys) the parser does not know; the
+    /// matrix expects none.
+    other: Vec<String>,
+    /// The router uses the route: its best path, with a next hop it
+    /// resolved (BIRD: `unicast via NEXT_HOP on eth0`; FRR: valid, best,
+    /// next hop accessible; GoBGP: best).
+    selected: bool,
+}
+
+/// A daemon's view: prefix to route.
+type Routes = BTreeMap<String, Route>;
+
+/// A route in BIRD, with when BIRD last changed it.
+#[derive(Clone, Debug)]
+struct BirdRoute {
+    route: Route,
+    /// The time in the route's header line; BIRD keeps it when a route is
+    /// refreshed unchanged and sets it when the route is replaced.
+    changed: String,
+}
+
+/// `(64512,100) (65535,65281)` or `(4200000001, 1, 2)` → `["64512:100", …]`.
+fn bird_communities(text: &str) -> Vec<String> {
+    text.split(')')
+        .map(|c| c.trim().trim_start_matches('('))
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split(',').map(str::trim).collect::<Vec<_>>().join(":"))
+        .collect()
+}
+
+/// Parses `birdc show route all protocol herald`.
+fn parse_bird_routes(out: &str) -> BTreeMap<String, BirdRoute> {
+    let mut routes = BTreeMap::new();
+    let mut current: Option<(String, BirdRoute, String)> = None;
+    let mut finish = |current: &mut Option<(String, BirdRoute, String)>| {
+        if let Some((prefix, mut r, via)) = current.take() {
+            r.route.selected &= via == format!("via {} on eth0", r.route.next_hop);
+            routes.insert(prefix, r);
+        }
+    };
+    for line in out.lines() {
+        if line.starts_with("BIRD ") || line.starts_with("Table ") || line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(char::is_whitespace) {
+            finish(&mut current);
+            // 198.51.100.10/32     unicast [herald 13:15:26.928 from 192.0.2.2] * (100) [i]
+            let mut words = line.split_whitespace();
+            let prefix = words.next().unwrap_or_default().to_owned();
+            let dest = words.next().unwrap_or_default();
+            let changed = line
+                .split_once("[herald ")
+                .and_then(|(_, rest)| rest.split([' ', ']']).next())
+                .unwrap_or_default()
+                .to_owned();
+            let route = Route {
+                origin: String::new(),
+                as_path: Vec::new(),
+                next_hop: String::new(),
+                med: None,
+                local_pref: None,
+                communities: Vec::new(),
+                large_communities: Vec::new(),
+                other: Vec::new(),
+                selected: dest == "unicast" && line.contains("] * "),
+            };
+            current = Some((prefix, BirdRoute { route, changed }, String::new()));
+            continue;
+        }
+        let Some((_, r, via)) = current.as_mut() else {
+            continue;
+        };
+        let line = line.trim();
+        if line.starts_with("via ") {
+            line.clone_into(via);
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        let r = &mut r.route;
+        match key {
+            "Type" => {}
+            "BGP.origin" => r.origin = value.to_owned(),
+            "BGP.as_path" => {
+                r.as_path = value
+                    .split_whitespace()
+                    .map(|a| a.parse().unwrap_or_else(|_| panic!("AS path {value:?}")))
+                    .collect();
+            }
+            "BGP.next_hop" => r.next_hop = value.to_owned(),
+            "BGP.med" => r.med = value.parse().ok(),
+            "BGP.local_pref" => r.local_pref = value.parse().ok(),
+            "BGP.community" => r.communities = bird_communities(value),
+            "BGP.large_community" => r.large_communities = bird_communities(value),
+            _ => r.other.push(line.to_owned()),
+        }
+    }
+    finish(&mut current);
+    routes
+}
+
+/// BIRD's `Route change stats` of one channel: the columns `received`,
+/// `rejected`, `filtered`, `ignored`, `accepted` (`---` as 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ImportStats {
+    updates: [u64; 5],
+    withdraws: [u64; 5],
+}
+
+/// Parses the channels' import statistics out of `show protocols all`.
+fn parse_bird_import_stats(out: &str) -> BTreeMap<String, ImportStats> {
+    let mut stats = BTreeMap::new();
+    let mut channel = String::new();
+    for line in out.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("Channel ") {
+            channel = name.to_owned();
+            continue;
+        }
+        let row = if let Some(rest) = line.strip_prefix("Import updates:") {
+            Some((rest, false))
+        } else {
+            line.strip_prefix("Import withdraws:")
+                .map(|rest| (rest, true))
+        };
+        if let Some((rest, withdraws)) = row {
+            let mut columns = [0; 5];
+            for (slot, word) in columns.iter_mut().zip(rest.split_whitespace()) {
+                *slot = word.parse().unwrap_or(0);
+            }
+            let entry: &mut ImportStats = stats.entry(channel.clone()).or_default();
+            if withdraws {
+                entry.withdraws = columns;
+            } else {
+                entry.updates = columns;
+            }
+        }
+    }
+    stats
+}
+
+/// GoBGP's ORIGIN codes.
+fn origin_name(code: u64) -> String {
+    match code {
+        0 => "IGP".into(),
+        1 => "EGP".into(),
+        2 => "Incomplete".into(),
+        other => format!("origin {other}"),
+    }
+}
+
+fn as_u32(v: &Value) -> u32 {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or_else(|| panic!("not a 32-bit number: {v}"))
+}
+
+/// A number that may be absent.
+fn opt_u32(v: &Value) -> Option<u32> {
+    (!v.is_null()).then(|| as_u32(v))
+}
+
+/// Parses `gobgp global rib -a FAMILY -j`: prefix to its paths, each with
+/// `attrs` listed by attribute type code.
+fn parse_gobgp_rib(rib: &Value) -> Routes {
+    let mut routes = Routes::new();
+    let Some(rib) = rib.as_object() else {
+        return routes;
+    };
+    for (prefix, paths) in rib {
+        let paths = paths.as_array().map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(
+            paths.len(),
+            1,
+            "one path per prefix expected: {prefix} {paths:?}"
+        );
+        let path = &paths[0];
+        let mut r = Route {
+            origin: String::new(),
+            as_path: Vec::new(),
+            next_hop: String::new(),
+            med: None,
+            local_pref: None,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            other: Vec::new(),
+            selected: path["best"] == Value::Bool(true),
+        };
+        for attr in path["attrs"].as_array().into_iter().flatten() {
+            match attr["type"].as_u64() {
+                Some(1) => r.origin = origin_name(attr["value"].as_u64().unwrap_or(99)),
+                Some(2) => {
+                    for segment in attr["as_paths"].as_array().into_iter().flatten() {
+                        // Only AS_SEQUENCE (2) is expected.
+                        assert_eq!(segment["segment_type"], 2, "{attr}");
+                        r.as_path
+                            .extend(segment["asns"].as_array().into_iter().flatten().map(as_u32));
+                    }
+                }
+                // NEXT_HOP (IPv4 routes) or MP_REACH_NLRI (IPv6 routes).
+                Some(3 | 14) => {
+                    assert!(r.next_hop.is_empty(), "two next hops: {path}");
+                    r.next_hop = attr["nexthop"].as_str().unwrap_or_default().to_owned();
+                }
+                Some(4) => r.med = Some(as_u32(&attr["metric"])),
+                Some(5) => r.local_pref = Some(as_u32(&attr["value"])),
+                Some(8) => {
+                    r.communities = attr["communities"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            let c = as_u32(c);
+                            format!("{}:{}", c >> 16, c & 0xffff)
+                        })
+                        .collect();
+                }
+                Some(32) => {
+                    r.large_communities = attr["value"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            format!(
+                                "{}:{}:{}",
+                                as_u32(&c["ASN"]),
+                                as_u32(&c["LocalData1"]),
+                                as_u32(&c["LocalData2"])
+                            )
+                        })
+                        .collect();
+                }
+                _ => r.other.push(attr.to_string()),
+            }
+        }
+        routes.insert(prefix.clone(), r);
+    }
+    routes
+}
+
+/// FRR's names of well-known communities (RFC 1997, RFC 7999, RFC 8326).
+fn frr_community(c: &str) -> String {
+    match c {
+        "noExport" => "65535:65281".into(),
+        "noAdvertise" => "65535:65282".into(),
+        "localAs" => "65535:65283".into(),
+        "noPeer" => "65535:65284".into(),
+        "blackhole" => "65535:666".into(),
+        "gracefulShutdown" => "65535:0".into(),
+        other => other.into(),
+    }
+}
+
+fn json_strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Parses one path of `show bgp FAMILY unicast PREFIX json`.
+fn parse_frr_path(path: &Value) -> Route {
+    let mut as_path = Vec::new();
+    for segment in path["aspath"]["segments"].as_array().into_iter().flatten() {
+        assert_eq!(segment["type"], "as-sequence", "{path}");
+        as_path.extend(segment["list"].as_array().into_iter().flatten().map(as_u32));
+    }
+    let next_hops: Vec<&Value> = path["nexthops"].as_array().into_iter().flatten().collect();
+    // Any other key (extendedCommunity, atomicAggregate, originatorId, …)
+    // is an attribute or a state the matrix does not expect.
+    const KNOWN: [&str; 12] = [
+        "aspath",
+        "bestpath",
+        "community",
+        "largeCommunity",
+        "lastUpdate",
+        "locPrf",
+        "metric",
+        "nexthops",
+        "origin",
+        "peer",
+        "valid",
+        "version",
+    ];
+    let other = path
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    Route {
+        origin: path["origin"].as_str().unwrap_or_default().to_owned(),
+        as_path,
+        next_hop: next_hops
+            .iter()
+            .map(|n| n["ip"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" "),
+        med: opt_u32(&path["metric"]),
+        local_pref: opt_u32(&path["locPrf"]),
+        communities: json_strings(&path["community"]["list"])
+            .iter()
+            .map(|c| frr_community(c))
+            .collect(),
+        large_communities: json_strings(&path["largeCommunity"]["list"]),
+        other,
+        selected: path["valid"] == Value::Bool(true)
+            && path["bestpath"]["overall"] == Value::Bool(true)
+            && !next_hops.is_empty()
+            && next_hops
+                .iter()
+                .all(|n| n["accessible"] == Value::Bool(true)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The matrix: daemons × session kinds × transports.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ibgp,
+    /// eBGP, Herald in a 2-octet AS.
+    Ebgp2,
+    /// eBGP, Herald in a 4-octet AS.
+    Ebgp4,
+}
+
+impl Kind {
+    fn node_asn(self) -> u32 {
+        match self {
+            Kind::Ibgp => ROUTER_ASN,
+            Kind::Ebgp2 => 65010,
+            Kind::Ebgp4 => 4_200_000_001,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    V4,
+    V6,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Case {
+    kind: Kind,
+    transport: Transport,
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Ibgp => "iBGP",
+            Kind::Ebgp2 => "eBGP (2-octet ASN)",
+            Kind::Ebgp4 => "eBGP (4-octet ASN)",
+        };
+        let transport = match self.transport {
+            Transport::V4 => "IPv4",
+            Transport::V6 => "IPv6",
+        };
+        write!(f, "{kind} over {transport}")
+    }
+}
+
+/// The two Services of the matrix: name, IPv4, IPv6.
+const SERVICES: [(&str, &str, &str); 2] = [
+    ("web", "198.51.100.10", "2001:db8:100::10"),
+    ("api", "198.51.100.11", "2001:db8:100::11"),
+];
+
+impl Case {
+    const ALL: [Case; 6] = [
+        Case {
+            kind: Kind::Ibgp,
+            transport: Transport::V4,
+        },
+        Case {
+            kind: Kind::Ibgp,
+            transport: Transport::V6,
+        },
+        Case {
+            kind: Kind::Ebgp2,
+            transport: Transport::V4,
+        },
+        Case {
+            kind: Kind::Ebgp2,
+            transport: Transport::V6,
+        },
+        Case {
+            kind: Kind::Ebgp4,
+            transport: Transport::V4,
+        },
+        Case {
+            kind: Kind::Ebgp4,
+            transport: Transport::V6,
+        },
+    ];
+
+    fn router_addr(self) -> &'static str {
+        match self.transport {
+            Transport::V4 => ROUTER_V4,
+            Transport::V6 => ROUTER_V6,
+        }
+    }
+
+    fn node_addr(self) -> &'static str {
+        match self.transport {
+            Transport::V4 => NODE_V4,
+            Transport::V6 => NODE_V6,
+        }
+    }
+
+    fn ebgp(self) -> bool {
+        self.kind != Kind::Ibgp
+    }
+
+    /// The advertisement: communities with a well-known one, a large
+    /// community, MED, LOCAL_PREF (sent on iBGP only) and two prepends
+    /// (applied on eBGP only: on iBGP they would put the router's own AS
+    /// into the path, and every daemon drops such a route as a loop).
+    fn advertisement(self) -> String {
+        advertisement(
+            "  communities: [\"64512:100\", NO_EXPORT]\n  largeCommunities: [\"4200000001:1:2\"]\n  med: 10\n  localPref: 200\n  asPathPrepend: 2\n",
+        )
+    }
+
+    /// What the router must hold for `services`. `ebgp_local_pref` is the
+    /// LOCAL_PREF the daemon itself gives eBGP routes (Herald sends none).
+    fn expected(self, services: &[(&str, &str, &str)], ebgp_local_pref: Option<u32>) -> Routes {
+        let asn = self.kind.node_asn();
+        let route = |next_hop: &str| Route {
+            origin: "IGP".into(),
+            // Our ASN once plus two prepends on eBGP, empty on iBGP.
+            as_path: if self.ebgp() {
+                vec![asn; 3]
+            } else {
+                Vec::new()
+            },
+            // Next hop self in both families whatever the transport.
+            next_hop: next_hop.into(),
+            med: Some(10),
+            local_pref: if self.ebgp() {
+                ebgp_local_pref
+            } else {
+                Some(200)
+            },
+            communities: vec!["64512:100".into(), "65535:65281".into()],
+            large_communities: vec!["4200000001:1:2".into()],
+            other: Vec::new(),
+            selected: true,
+        };
+        let mut out = Routes::new();
+        for (_, v4, v6) in services {
+            out.insert(format!("{v4}/32"), route(NODE_V4));
+            out.insert(format!("{v6}/128"), route(NODE_V6));
+        }
+        out
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Daemon {
+    Bird,
+    Gobgp,
+    Frr,
+}
+
+impl Daemon {
+    /// Starts the daemon as the router of `case`.
+    fn start(self, lab: &Lab, case: Case) -> Vec<Process> {
+        let (node, local, asn) = (case.node_addr(), case.router_addr(), case.kind.node_asn());
+        match self {
+            Daemon::Bird => vec![lab.bird(&bird_conf(node, local, ROUTER_ASN, asn, ""))],
+            Daemon::Gobgp => vec![lab.gobgpd(&format!(
+                r#"[global.config]
+  as = {ROUTER_ASN}
+  router-id = "{ROUTER_V4}"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{node}"
+    peer-as = {asn}
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#
+            ))],
+            Daemon::Frr => {
+                let (zebra, bgpd) = lab.frr(&format!(
+                    "frr defaults datacenter\nhostname r\nrouter bgp {ROUTER_ASN}\n bgp router-id {ROUTER_V4}\n no bgp ebgp-requires-policy\n neighbor {node} remote-as {asn}\n address-family ipv4 unicast\n  neighbor {node} activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor {node} activate\n exit-address-family\n"
+                ));
+                vec![zebra, bgpd]
+            }
+        }
+    }
+
+    /// Waits until the daemon accepts Herald's connection: it listens, and
+    /// FRR has left Idle for the neighbour (for about a second after its
+    /// start bgpd answers an OPEN with a Finite State Machine Error).
+    fn wait_ready(self, lab: &Lab, case: Case) {
+        lab.wait_listening();
+        if self == Daemon::Frr {
+            let node = case.node_addr();
+            lab.wait("FRR to leave Idle for the neighbour", || {
+                let state = lab.vtysh_json(&format!("show bgp neighbors {node} json"));
+                matches!(state[node]["bgpState"].as_str(), Some("Active" | "Connect"))
+            });
+        }
+    }
+
+    /// The LOCAL_PREF the daemon shows on eBGP routes: BIRD attaches its
+    /// `default bgp_local_pref` (100), the others none.
+    fn ebgp_local_pref(self) -> Option<u32> {
+        match self {
+            Daemon::Bird => Some(100),
+            Daemon::Gobgp | Daemon::Frr => None,
+        }
+    }
+
+    /// Everything the daemon holds from Herald, both families.
+    fn routes(self, lab: &Lab) -> Routes {
+        match self {
+            Daemon::Bird => lab
+                .bird_routes()
+                .into_iter()
+                .map(|(p, r)| (p, r.route))
+                .collect(),
+            Daemon::Gobgp => {
+                let mut routes = parse_gobgp_rib(&lab.gobgp_json(&["global", "rib", "-a", "ipv4"]));
+                routes.extend(parse_gobgp_rib(
+                    &lab.gobgp_json(&["global", "rib", "-a", "ipv6"]),
+                ));
+                routes
+            }
+            Daemon::Frr => {
+                let mut routes = Routes::new();
+                for family in ["ipv4", "ipv6"] {
+                    let table = lab.vtysh_json(&format!("show bgp {family} unicast json"));
+                    for prefix in table["routes"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(p, _)| p)
+                    {
+                        let detail =
+                            lab.vtysh_json(&format!("show bgp {family} unicast {prefix} json"));
+                        let paths = detail["paths"]
+                            .as_array()
+                            .map(Vec::as_slice)
+                            .unwrap_or_default();
+                        // The prefix may have gone between the two commands.
+                        match paths {
+                            [] => {}
+                            [path] => {
+                                routes.insert(prefix.clone(), parse_frr_path(path));
+                            }
+                            _ => panic!("one path per prefix expected: {detail}"),
+                        }
+                    }
+                }
+                routes
+            }
+        }
+    }
+}
+
+/// Waits until the daemon holds exactly `want`; on timeout, fails with
+/// both views and the logs.
+fn expect_routes(lab: &Lab, daemon: Daemon, case: Case, what: &str, want: &Routes) {
+    let mut last = Routes::new();
+    let done = wait_for(what, WAIT, POLL, || {
+        last = daemon.routes(lab);
+        (last == *want).then_some(())
+    });
+    if let Err(e) = done {
+        panic!(
+            "{daemon:?}, {case}: {e}\nwant: {want:#?}\ngot: {last:#?}\n{}",
+            lab.logs()
+        );
+    }
+}
+
+/// One cell of the matrix: the session comes up, the router holds both
+/// Services' routes in both families with exactly the expected attributes,
+/// then a Service's removal withdraws exactly its routes; one session
+/// throughout.
+fn matrix_case(daemon: Daemon, case: Case) {
+    let lab = Lab::new();
+    lab.base_manifests();
+    let [(web, web4, web6), (api, api4, api6)] = SERVICES;
+    lab.write("service.yaml", &service(web, web4, web6));
+    lab.write("service-api.yaml", &service(api, api4, api6));
+    lab.write(
+        "peer.yaml",
+        &peer(
+            "tor",
+            case.router_addr(),
+            ROUTER_ASN,
+            case.kind.node_asn(),
+            "",
+        ),
+    );
+    lab.write("adv.yaml", &case.advertisement());
+    let _daemon = daemon.start(&lab, case);
+    daemon.wait_ready(&lab, case);
+    let _herald = lab.herald();
+    let local_pref = daemon.ebgp_local_pref();
+    expect_routes(
+        &lab,
+        daemon,
+        case,
+        "every route with its attributes",
+        &case.expected(&SERVICES, local_pref),
+    );
+    if daemon == Daemon::Frr {
+        // zebra installs what bgpd selected, via the advertised next hop.
+        for (prefix, gateway) in [
+            (web4, NODE_V4),
+            (web6, NODE_V6),
+            (api4, NODE_V4),
+            (api6, NODE_V6),
+        ] {
+            lab.wait(&format!("{case}: zebra to install {prefix}"), || {
+                lab.router
+                    .ip(&[
+                        if prefix.contains(':') { "-6" } else { "-4" },
+                        "-j",
+                        "route",
+                        "show",
+                        prefix,
+                    ])
+                    .ok()
+                    .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+                    .and_then(|v| v.as_array().cloned())
+                    .is_some_and(|routes| {
+                        routes
+                            .iter()
+                            .any(|r| r["gateway"] == gateway && r["protocol"] == "bgp")
+                    })
+            });
+        }
+    }
+    lab.remove("service-api.yaml");
+    expect_routes(
+        &lab,
+        daemon,
+        case,
+        "the removed Service's routes to be withdrawn",
+        &case.expected(&SERVICES[..1], local_pref),
+    );
+    assert_eq!(
+        count(&lab.herald_log(), "session established"),
+        1,
+        "{daemon:?}, {case}: one session throughout\n{}",
+        lab.logs()
+    );
+}
+
+/// All six cases against one daemon, one after another.
+fn matrix(daemon: Daemon) {
+    let _serial = lock();
+    for case in Case::ALL {
+        let started = std::time::Instant::now();
+        matrix_case(daemon, case);
+        eprintln!("{daemon:?}, {case}: {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn bird_matrix_ibgp_ebgp_2_and_4_octet_asn_over_ipv4_and_ipv6() {
+    matrix(Daemon::Bird);
+}
+
+#[test]
+fn gobgp_matrix_ibgp_ebgp_2_and_4_octet_asn_over_ipv4_and_ipv6() {
+    matrix(Daemon::Gobgp);
+}
+
+#[test]
+fn frr_matrix_ibgp_ebgp_2_and_4_octet_asn_over_ipv4_and_ipv6() {
+    matrix(Daemon::Frr);
+}
+
+// ---------------------------------------------------------------------------
+// Single scenarios.
 
 #[test]
 fn bird_ebgp_4_byte_asn_dual_stack_attributes_edits_and_withdrawal() {
@@ -416,38 +1229,6 @@ fn bird_ebgp_4_byte_asn_dual_stack_attributes_edits_and_withdrawal() {
 }
 
 #[test]
-fn bird_ibgp_over_ipv6_transport_with_local_pref() {
-    let _serial = lock();
-    let lab = Lab::new();
-    lab.base_manifests();
-    lab.write(
-        "peer.yaml",
-        &peer("tor6", ROUTER_V6, 64512, 64512, "  routerID: 192.0.2.2\n"),
-    );
-    lab.write("adv.yaml", &advertisement("  localPref: 200\n"));
-    let _bird = lab.bird(&bird_conf(NODE_V6, ROUTER_V6, 64512, 64512, ""));
-    let _herald = lab.herald();
-    lab.wait("BIRD to hold the IPv6 route over the IPv6 session", || {
-        lab.bird_route("2001:db8:100::10/128")
-            .contains("BGP.origin")
-    });
-    let v6 = lab.bird_route("2001:db8:100::10/128");
-    assert!(v6.contains("BGP.local_pref: 200"), "{v6}");
-    assert!(v6.contains(&format!("BGP.next_hop: {NODE_V6}")), "{v6}");
-    assert!(
-        v6.contains("BGP.as_path: \n") || v6.contains("BGP.as_path:\n"),
-        "iBGP: empty AS_PATH\n{v6}"
-    );
-    // IPv4 routes travel too, with the node's IPv4 address as next hop.
-    lab.wait("BIRD to hold the IPv4 route over the IPv6 session", || {
-        lab.bird_route("198.51.100.10/32").contains("BGP.origin")
-    });
-    let v4 = lab.bird_route("198.51.100.10/32");
-    assert!(v4.contains(&format!("BGP.next_hop: {NODE_V4}")), "{v4}");
-    assert!(v4.contains("BGP.local_pref: 200"), "{v4}");
-}
-
-#[test]
 fn bird_md5_right_password_establishes_and_wrong_one_never_does() {
     let _serial = lock();
     let lab = Lab::new();
@@ -513,181 +1294,132 @@ fn bird_restart_reconverges_and_herald_graceful_restart_keeps_routes() {
                 .contains("BGP.origin")
     });
 
-    // Herald is killed: BIRD keeps the routes as stale, then Herald's new
-    // session refreshes them; they are never withdrawn.
+    // Herald is killed. BIRD, the receiving speaker of RFC 4724, keeps
+    // Herald's routes as stale: BIRD 2 shows no per-route stale mark for a
+    // regular graceful restart (the `s` in a route's info is for long-lived
+    // stale routes only); it shows the restart per channel as
+    // `Neighbor GR: Regular` while the routes stay in the table.
+    let before = lab.bird_routes();
+    assert_eq!(before.len(), 2, "{before:#?}");
+    let stats_before = lab.bird_import_stats();
     herald.signal("KILL").unwrap();
     herald.wait_exit(WAIT).unwrap();
     drop(herald);
-    lab.wait("BIRD to notice Herald is gone", || !lab.bird_established());
-    let stale = lab.birdc(&["show", "route", "all", "198.51.100.10/32"]);
-    assert!(
-        stale.contains("BGP.origin"),
-        "route dropped at once:\n{stale}"
-    );
+    lab.wait("BIRD to hold Herald's routes as stale", || {
+        let detail = lab.birdc(&["show", "protocols", "all", "herald"]);
+        !lab.bird_established()
+            && detail.contains("Neighbor graceful restart active")
+            && count(&detail, "Neighbor GR:    Regular") == 2
+    });
+    let stale = lab.bird_routes();
+    for (prefix, route) in &before {
+        let kept = stale
+            .get(prefix)
+            .unwrap_or_else(|| panic!("{prefix} dropped during Herald's restart:\n{stale:#?}"));
+        assert_eq!(kept.route, route.route, "{prefix} changed while stale");
+        assert_eq!(kept.changed, route.changed, "{prefix} replaced while stale");
+    }
+
+    // Herald returns: its new session refreshes the stale routes with
+    // identical ones, then End-of-RIB ends the restart. No route is ever
+    // withdrawn or replaced.
     let _herald = lab.herald();
     let mut seen_established = false;
     wait_for("the restarted Herald's End-of-RIB", WAIT, POLL, || {
-        let route = lab.bird_route("198.51.100.10/32");
-        assert!(
-            route.contains("BGP.origin"),
-            "route withdrawn during Herald's restart:\n{route}"
+        let routes = lab.bird_routes();
+        assert_eq!(
+            routes.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "a route was withdrawn during Herald's restart"
         );
         seen_established |= lab.bird_established();
         let detail = lab.birdc(&["show", "protocols", "all", "herald"]);
-        (seen_established && !detail.contains("Restart timer")).then_some(())
+        (seen_established && !detail.contains("Neighbor GR:") && !detail.contains("Restart timer"))
+            .then_some(())
     })
-    .unwrap();
-    // Still there after the graceful restart completed.
-    assert!(lab.bird_route("198.51.100.10/32").contains("BGP.origin"));
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let after = lab.bird_routes();
+    for (prefix, route) in &before {
+        let now = &after[prefix];
+        assert_eq!(now.route, route.route, "{prefix}");
+        assert_eq!(
+            now.changed, route.changed,
+            "{prefix} was replaced instead of refreshed"
+        );
+    }
+    // Each channel got one update from the new session, identical to the
+    // stale route, so BIRD counted it as `ignored` (the refresh), accepted
+    // nothing new and received no withdrawal.
+    let stats = lab.bird_import_stats();
+    for channel in ["ipv4", "ipv6"] {
+        let (old, new) = (stats_before[channel], stats[channel]);
+        assert_eq!(
+            new.updates[0],
+            old.updates[0] + 1,
+            "{channel} received: {new:?}"
+        );
+        assert_eq!(
+            new.updates[3],
+            old.updates[3] + 1,
+            "{channel} ignored: {new:?}"
+        );
+        assert_eq!(
+            new.updates[4], old.updates[4],
+            "{channel} accepted: {new:?}"
+        );
+        assert_eq!(new.withdraws, old.withdraws, "{channel} withdraws: {new:?}");
+    }
+    assert_eq!(count(&lab.herald_log(), "session established"), 1);
 }
 
 #[test]
-fn gobgp_ebgp_4_byte_asn_routes_and_withdrawal() {
+fn bird_route_refresh_after_an_import_filter_change_keeps_the_session() {
     let _serial = lock();
     let lab = Lab::new();
     lab.base_manifests();
-    lab.write(
-        "peer.yaml",
-        &peer("tor", ROUTER_V4, 65001, 4_200_000_001, ""),
-    );
-    lab.write(
-        "adv.yaml",
-        &advertisement(
-            "  communities: [\"64512:100\"]\n  largeCommunities: [\"4200000001:1:2\"]\n  med: 10\n  asPathPrepend: 1\n",
-        ),
-    );
-    let conf = lab.path("gobgpd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"[global.config]
-  as = 65001
-  router-id = "{ROUTER_V4}"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{NODE_V4}"
-    peer-as = 4200000001
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#
-        ),
-    )
-    .unwrap();
-    let _gobgpd = lab
-        .router
-        .spawn(
-            "gobgpd",
-            &[
-                "-f",
-                conf.to_str().unwrap(),
-                "-t",
-                "toml",
-                "--api-hosts",
-                "127.0.0.1:50051",
-                "--pprof-disable",
-            ],
-            Some(&lab.path("gobgpd.log")),
-        )
-        .unwrap();
-    let _herald = lab.herald();
-    let rib = |family: &str| {
-        lab.router
-            .probe("gobgp", &["-p", "50051", "global", "rib", "-a", family])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+    lab.write("peer.yaml", &peer("tor", ROUTER_V4, ROUTER_ASN, 65010, ""));
+    let case = Case {
+        kind: Kind::Ebgp2,
+        transport: Transport::V4,
     };
-    lab.wait("GoBGP to hold both routes", || {
-        rib("ipv4").contains("198.51.100.10/32") && rib("ipv6").contains("2001:db8:100::10/128")
-    });
-    let v4 = rib("ipv4");
-    let line = v4.lines().find(|l| l.contains("198.51.100.10/32")).unwrap();
-    for expected in [
-        NODE_V4,
-        "4200000001 4200000001",
-        "{Origin: i}",
-        "{Med: 10}",
-        "{Communities: 64512:100}",
-        "4200000001:1:2",
-    ] {
-        assert!(line.contains(expected), "{expected:?} missing in {line}");
-    }
-    let v6 = rib("ipv6");
-    let line = v6
-        .lines()
-        .find(|l| l.contains("2001:db8:100::10/128"))
-        .unwrap();
-    assert!(line.contains(NODE_V6), "{line}");
-    lab.remove("service.yaml");
-    lab.wait("GoBGP to drop the routes", || {
-        !rib("ipv4").contains("198.51.100.10/32") && !rib("ipv6").contains("2001:db8:100::10/128")
-    });
-}
-
-#[test]
-fn frr_ebgp_over_ipv6_routes_installed_and_withdrawn() {
-    let _serial = lock();
-    let lab = Lab::new();
-    lab.base_manifests();
-    lab.write(
-        "peer.yaml",
-        &peer(
-            "tor",
-            ROUTER_V6,
-            65001,
-            4_200_000_001,
-            "  routerID: 192.0.2.2\n",
-        ),
-    );
-    lab.write(
-        "adv.yaml",
-        &advertisement(
-            "  communities: [\"64512:100\"]\n  largeCommunities: [\"4200000001:1:2\"]\n  med: 10\n",
-        ),
-    );
-    let _frr = lab.frr(&format!(
-        "frr defaults datacenter\nhostname r\nrouter bgp 65001\n bgp router-id {ROUTER_V4}\n no bgp ebgp-requires-policy\n neighbor {NODE_V6} remote-as 4200000001\n address-family ipv4 unicast\n  neighbor {NODE_V6} activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor {NODE_V6} activate\n exit-address-family\n"
-    ));
+    lab.write("adv.yaml", &case.advertisement());
+    // BIRD starts with an import filter that rejects every route.
+    let conf = |import: &str| bird_conf_import(NODE_V4, ROUTER_V4, ROUTER_ASN, 65010, "", import);
+    let _bird = lab.bird(&conf("none"));
+    lab.wait_listening();
     let _herald = lab.herald();
-    lab.wait("FRR to select the IPv6 route", || {
-        lab.vtysh("show bgp ipv6 unicast 2001:db8:100::10/128")
-            .contains("best")
-    });
-    let v6 = lab.vtysh("show bgp ipv6 unicast 2001:db8:100::10/128");
-    for expected in [
-        "4200000001\n",
-        &format!("{NODE_V6} from {NODE_V6}"),
-        "metric 10",
-        "Community: 64512:100",
-        "Large Community: 4200000001:1:2",
-    ] {
-        assert!(v6.contains(expected), "{expected:?} missing in\n{v6}");
+    lab.wait(
+        "BIRD to receive Herald's routes and filter them out",
+        || {
+            let stats = lab.bird_import_stats();
+            ["ipv4", "ipv6"]
+                .iter()
+                .all(|c| stats.get(*c).is_some_and(|s| s.updates[2] == 1))
+        },
+    );
+    assert!(lab.bird_routes().is_empty(), "{:#?}", lab.bird_routes());
+    let since = lab.bird_since();
+
+    // The filter now accepts: BIRD asks for the routes again with a
+    // ROUTE-REFRESH (Herald announced the capability) instead of resetting
+    // the session, and Herald resends every route of each family.
+    std::fs::write(lab.path("bird.conf"), conf("all")).unwrap();
+    let reconfigured = lab.birdc(&["configure"]);
+    assert!(reconfigured.contains("Reconfigured"), "{reconfigured}");
+    let want = case.expected(&SERVICES[..1], Daemon::Bird.ebgp_local_pref());
+    expect_routes(&lab, Daemon::Bird, case, "the refreshed routes", &want);
+    assert!(lab.bird_established());
+    assert_eq!(lab.bird_since(), since, "BIRD reset the session");
+    let log = lab.herald_log();
+    assert_eq!(count(&log, "session established"), 1, "{log}");
+    let refreshed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("route refresh requested"))
+        .collect();
+    assert_eq!(refreshed.len(), 2, "one refresh per family:\n{log}");
+    for family in ["ipv6=false", "ipv6=true"] {
+        assert!(refreshed.iter().any(|l| l.contains(family)), "{log}");
     }
-    lab.wait("zebra to install the IPv6 route", || {
-        let routes = lab
-            .router
-            .ip(&["-6", "route"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        routes.contains("2001:db8:100::10 nhid") && routes.contains(&format!("via {NODE_V6}"))
-    });
-    lab.wait("FRR to select the IPv4 route", || {
-        lab.vtysh("show bgp ipv4 unicast 198.51.100.10/32")
-            .contains("best")
-    });
-    let v4 = lab.vtysh("show bgp ipv4 unicast 198.51.100.10/32");
-    assert!(v4.contains(&format!("{NODE_V4} from {NODE_V6}")), "{v4}");
-    lab.remove("service.yaml");
-    lab.wait("FRR to drop the routes", || {
-        !lab.vtysh("show bgp ipv6 unicast 2001:db8:100::10/128")
-            .contains("best")
-            && !lab
-                .vtysh("show bgp ipv4 unicast 198.51.100.10/32")
-                .contains("best")
-    });
 }
 
 #[test]

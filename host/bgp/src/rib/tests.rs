@@ -134,9 +134,12 @@ fn ipv4_update_with_every_attribute() {
 }
 
 #[test]
-fn ibgp_ipv6_update_with_local_pref_and_empty_as_path() {
+fn ibgp_ipv6_update_with_local_pref_and_empty_as_path_even_with_prepends() {
+    // Prepends apply to eBGP only: on iBGP our ASN is the router's own,
+    // and a path carrying it is dropped as a loop.
     let attrs = Attributes {
         local_pref: Some(200),
+        as_path_prepend: 2,
         ..Attributes::default()
     };
     let mut enc = ebgp4();
