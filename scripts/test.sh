@@ -48,7 +48,7 @@ step "policy plugins and hostile fixtures, from source, for wasm32-wasip2"
 for f in infinite-loop memory-bomb trap forbidden-import wrong-world unknown-node huge-output; do
   cargo clippy --locked --target wasm32-wasip2 -p hostile --features "$f" -- -D warnings
 done
-cargo clippy --locked --target wasm32-wasip2 -p stable-hash -p zone-spread -p endpoint-weighted -p dsr-loopback -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p herald-guest -p stable-hash -p zone-spread -p endpoint-weighted -p dsr-loopback -- -D warnings
 ./scripts/build-plugins.sh
 
 step "tests (unit, property, golden, benchmarks once in test mode)"

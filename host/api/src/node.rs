@@ -37,7 +37,7 @@ pub fn validate_node(node: &Node) -> Result<CoreNode, FieldError> {
         addresses.push(ip);
     }
     Ok(CoreNode {
-        labels: node.labels().clone(),
+        labels: std::sync::Arc::new(node.labels().clone()),
         name,
         ready,
         addresses,

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::addr::{Family, value};
 use crate::allocate::{Config, ConfigError, PoolIndex, qualifies};
@@ -27,8 +28,9 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub struct Node {
     /// `metadata.name`.
     pub name: String,
-    /// `metadata.labels`.
-    pub labels: Labels,
+    /// `metadata.labels`, shared: a policy plugin reads them on request
+    /// during a call, without copying them.
+    pub labels: Arc<Labels>,
     /// The `Ready` condition is `True`.
     pub ready: bool,
     /// `status.addresses` (InternalIP and ExternalIP), in order.
@@ -549,7 +551,7 @@ mod tests {
     fn node(name: &str, zone: &str) -> Node {
         Node {
             name: name.into(),
-            labels: Labels::from([(ZONE_LABEL.to_owned(), zone.to_owned())]),
+            labels: Arc::new(Labels::from([(ZONE_LABEL.to_owned(), zone.to_owned())])),
             ready: true,
             addresses: vec![],
         }

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_core::announce::{
@@ -156,7 +157,7 @@ fn sample_nodes(n: usize) -> Vec<Node> {
     (0..n)
         .map(|i| Node {
             name: format!("node-{i:02}"),
-            labels: [(ZONE_LABEL.to_owned(), format!("zone-{}", i % 3))].into(),
+            labels: Arc::new([(ZONE_LABEL.to_owned(), format!("zone-{}", i % 3))].into()),
             ready: true,
             addresses: vec![IpAddr::from([192, 0, 2, (i % 250) as u8 + 1])],
         })

@@ -94,11 +94,11 @@ fn check_says_precisely_what_is_wrong_and_never_panics() {
         ),
         (
             vec![hostile("wrong-world"), "--world".into(), "announcer".into()],
-            "herald:policy/pools",
+            "it implements the allocator world (exports herald:policy/allocate@0.1.0), not announcer",
         ),
         (
             vec![zs.into(), "--world".into(), "allocator".into()],
-            "no exported instance named `herald:policy/allocate@0.1.0`",
+            "it implements the announcer world (exports herald:policy/announce@0.1.0), not allocator",
         ),
         (
             vec![zs.into(), "--config".into(), r#"{"zone":1}"#.into()],

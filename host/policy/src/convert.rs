@@ -3,12 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use herald_core::Family;
-use herald_core::announce::{AnnounceQuery, Mode, NodeChoice};
+use herald_core::announce::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::bgp::{Community, LargeCommunity};
 use herald_core::selector::Labels;
 use herald_core::service::{Service, TrafficPolicy};
+use wasmtime::component::{ComponentType, Lower};
 
 use crate::cni::{Action, Pod};
 use crate::plugin::bindings::allocator::herald::policy::types as wit;
@@ -34,7 +36,7 @@ pub(crate) fn ip_from_wit(ip: wit::IpAddress) -> IpAddr {
     }
 }
 
-fn pairs(labels: &Labels) -> Vec<wit::Pair> {
+pub(crate) fn pairs(labels: &Labels) -> Vec<wit::Pair> {
     labels
         .iter()
         .map(|(k, v)| wit::Pair {
@@ -74,20 +76,58 @@ pub(crate) fn service_to_wit(s: &Service) -> wit::Service {
     }
 }
 
-pub(crate) fn query_to_wit(q: &AnnounceQuery<'_>) -> wa::Query {
-    let mut eligible: Vec<wit::Node> = q
-        .eligible
-        .iter()
-        .map(|c| wit::Node {
-            name: c.node.name.clone(),
-            labels: pairs(&c.node.labels),
-            zone: c.node.zone().map(str::to_owned),
-            ready: c.node.ready,
-            endpoints: c.endpoints,
+/// `types.node`, borrowing the name from the core's node: what the host
+/// lowers into the plugin without copying it first.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct NodeRef<'a> {
+    name: &'a str,
+    zone: Option<u32>,
+    ready: bool,
+    endpoints: u32,
+}
+
+/// `announce.query`, borrowing node names and zones.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct QueryRef<'a> {
+    vip: wit::IpAddress,
+    mode: wa::Mode,
+    services: Vec<wit::Service>,
+    eligible: Vec<NodeRef<'a>>,
+    zones: Vec<&'a str>,
+}
+
+/// The query as WIT values, and the labels of its eligible nodes in the
+/// same order (read by the plugin on request, through `nodes`).
+pub(crate) fn query_to_wit<'a>(q: &'a AnnounceQuery<'_>) -> (QueryRef<'a>, Vec<Arc<Labels>>) {
+    let mut sorted: Vec<&Candidate<'_>> = q.eligible.iter().collect();
+    sorted.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+    let mut zones: Vec<&str> = Vec::new();
+    let mut labels = Vec::with_capacity(sorted.len());
+    let eligible = sorted
+        .into_iter()
+        .map(|c| {
+            labels.push(c.node.labels.clone());
+            let zone = c.node.zone().map(|z| {
+                let i = zones
+                    .iter()
+                    .position(|&known| known == z)
+                    .unwrap_or_else(|| {
+                        zones.push(z);
+                        zones.len() - 1
+                    });
+                i as u32
+            });
+            NodeRef {
+                name: &c.node.name,
+                zone,
+                ready: c.node.ready,
+                endpoints: c.endpoints,
+            }
         })
         .collect();
-    eligible.sort_by(|a, b| a.name.cmp(&b.name));
-    wa::Query {
+    let query = QueryRef {
         vip: ip_to_wit(q.vip),
         mode: match q.mode {
             Mode::Bgp => wa::Mode::Bgp,
@@ -95,11 +135,11 @@ pub(crate) fn query_to_wit(q: &AnnounceQuery<'_>) -> wa::Query {
         },
         services: q.services.iter().map(|s| service_to_wit(s)).collect(),
         eligible,
-    }
+        zones,
+    };
+    (query, labels)
 }
 
-/// Checks an announcer's answer: only eligible nodes, each once; for L2
-/// exactly one.
 pub(crate) fn check_choices(
     q: &AnnounceQuery<'_>,
     answer: Vec<wa::Choice>,

@@ -52,9 +52,12 @@ fn world_imports(world: World) -> &'static [&'static str] {
             "herald:policy/log@0.1.0",
             "herald:policy/pools@0.1.0",
         ],
-        World::Announcer | World::CniChain => {
-            &["herald:policy/types@0.1.0", "herald:policy/log@0.1.0"]
-        }
+        World::Announcer => &[
+            "herald:policy/types@0.1.0",
+            "herald:policy/log@0.1.0",
+            "herald:policy/nodes@0.1.0",
+        ],
+        World::CniChain => &["herald:policy/types@0.1.0", "herald:policy/log@0.1.0"],
     }
 }
 
@@ -165,7 +168,8 @@ impl Host {
             .total_tables(calls * CORE_INSTANCES_PER_COMPONENT)
             .max_memory_size(herald_core::plugin::MAX_MEMORY_LIMIT_MIB as usize * (1 << 20))
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linkers = HashMap::new();
@@ -252,6 +256,7 @@ impl Host {
         let (component, cached) = self.compile(name, &digest, bytes)?;
         let compile = start.elapsed();
         let start = Instant::now();
+        check_export(&self.inner.engine, name, spec.world, &component)?;
         check_imports(&self.inner.engine, name, spec.world, &component)?;
         let linker = &self.inner.linkers[&spec.world];
         let instance_pre = linker
@@ -344,6 +349,45 @@ pub fn check_format(name: &str, bytes: &[u8]) -> Result<()> {
     Err(Error::NotComponent {
         plugin: name.to_owned(),
         reason,
+    })
+}
+
+/// The interface each world exports.
+fn world_export(world: World) -> &'static str {
+    match world {
+        World::Allocator => "herald:policy/allocate@0.1.0",
+        World::Announcer => "herald:policy/announce@0.1.0",
+        World::CniChain => "herald:policy/chain@0.1.0",
+    }
+}
+
+/// Refuses a component that does not export its world's interface, saying
+/// what it exports instead (a plugin of another world is told so before
+/// its imports are looked at).
+fn check_export(engine: &Engine, name: &str, world: World, component: &Component) -> Result<()> {
+    let wanted = world_export(world);
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
+    if exports.contains(&wanted) {
+        return Ok(());
+    }
+    let other = World::ALL
+        .into_iter()
+        .find(|w| exports.contains(&world_export(*w)));
+    let message = match other {
+        Some(w) => format!(
+            "it implements the {w} world (exports {}), not {world}: it lacks {wanted}",
+            world_export(w)
+        ),
+        None => format!(
+            "it lacks the export {wanted} (it exports: {})",
+            exports.join(", ")
+        ),
+    };
+    Err(Error::WrongWorld {
+        plugin: name.to_owned(),
+        world,
+        message,
     })
 }
 

@@ -8,8 +8,11 @@ use std::time::Instant;
 use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode, NodeChoice};
 use herald_core::plugin::{FailurePolicy, PolicyPluginSpec, World, sha256_hex};
 use herald_core::policy::{AllocatorPolicy, PolicyError, PoolView};
+use herald_core::selector::Labels;
 use herald_core::service::Service;
-use wasmtime::component::{HasData, InstancePre, Linker, Resource, ResourceTable};
+use wasmtime::component::{
+    ComponentExportIndex, HasData, InstancePre, Linker, Resource, ResourceTable,
+};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -54,6 +57,11 @@ pub(crate) mod bindings {
 }
 
 use bindings::allocator::herald::policy::{log, pools, types};
+use bindings::announcer::exports::herald::policy::announce::Choice;
+use bindings::announcer::herald::policy::nodes;
+
+/// What `announce` returns.
+type AnnounceAnswer = Result<Vec<Choice>, String>;
 
 /// Bytes of a plugin's stdout/stderr kept per call: enough for a panic
 /// message, too little to matter.
@@ -76,16 +84,31 @@ pub struct PoolHandle;
 pub struct State {
     plugin: Arc<str>,
     limits: StoreLimits,
-    wasi: WasiCtx,
+    /// Built on the plugin's first WASI call: most calls make none, and
+    /// building a context (it seeds a random generator) costs more than a
+    /// whole small decision.
+    wasi: Option<WasiCtx>,
+    /// Where the plugin's stdout and stderr go.
+    output: MemoryOutputPipe,
     table: ResourceTable,
     pool: Option<Box<dyn PoolView + Send + Sync>>,
+    /// The labels of an announce call's eligible nodes, in query order.
+    node_labels: Vec<Arc<Labels>>,
     logged: u32,
 }
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let output = &self.output;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            // No environment, no arguments, empty stdin, captured output.
+            WasiCtx::builder()
+                .stdout(output.clone())
+                .stderr(output.clone())
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -110,6 +133,18 @@ impl log::Host for State {
 }
 
 impl pools::Host for State {}
+
+impl nodes::Host for State {
+    fn label(&mut self, node: u32, key: String) -> Option<String> {
+        self.node_labels.get(node as usize)?.get(&key).cloned()
+    }
+
+    fn labels(&mut self, node: u32) -> Vec<types::Pair> {
+        self.node_labels
+            .get(node as usize)
+            .map_or_else(Vec::new, |l| convert::pairs(l))
+    }
+}
 
 impl pools::HostPool for State {
     fn name(&mut self, _: Resource<PoolHandle>) -> String {
@@ -229,7 +264,12 @@ pub(crate) fn linker(engine: &Engine, world: World) -> Result<Linker<State>> {
 #[derive(Clone)]
 pub(crate) enum Pre {
     Allocator(bindings::allocator::AllocatorPre<State>),
-    Announcer(bindings::announcer::AnnouncerPre<State>),
+    /// With the index of the `announce` function, called directly with
+    /// borrowed arguments ([`convert::QueryRef`]).
+    Announcer(
+        bindings::announcer::AnnouncerPre<State>,
+        ComponentExportIndex,
+    ),
     CniChain(bindings::cni::CniChainPre<State>),
 }
 
@@ -238,10 +278,27 @@ impl Pre {
     pub(crate) fn new(world: World, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
         Ok(match world {
             World::Allocator => Pre::Allocator(bindings::allocator::AllocatorPre::new(pre)?),
-            World::Announcer => Pre::Announcer(bindings::announcer::AnnouncerPre::new(pre)?),
+            World::Announcer => {
+                let component = pre.component();
+                let announce = component
+                    .get_export_index(None, "herald:policy/announce@0.1.0")
+                    .and_then(|i| component.get_export_index(Some(&i), "announce"))
+                    .ok_or_else(|| {
+                        wasmtime::format_err!("no export herald:policy/announce@0.1.0#announce")
+                    })?;
+                Pre::Announcer(bindings::announcer::AnnouncerPre::new(pre)?, announce)
+            }
             World::CniChain => Pre::CniChain(bindings::cni::CniChainPre::new(pre)?),
         })
     }
+}
+
+/// What one call's host functions read: the allocator's pool, the
+/// announcer's node labels.
+#[derive(Default)]
+struct Inputs {
+    pool: Option<Box<dyn PoolView + Send + Sync>>,
+    node_labels: Vec<Arc<Labels>>,
 }
 
 /// One loaded version of a plugin: checked, compiled, pre-linked.
@@ -345,17 +402,10 @@ impl Loaded {
         self.failure_policy
     }
 
-    /// A fresh store for one call: limits, deadline, an empty WASI context
-    /// (no environment, no arguments, empty stdin, captured output).
-    fn store(
-        &self,
-        pool: Option<Box<dyn PoolView + Send + Sync>>,
-    ) -> (Store<State>, MemoryOutputPipe) {
+    /// A fresh store for one call: limits, deadline, captured output (the
+    /// WASI context is built only if the plugin uses it).
+    fn store(&self, inputs: Inputs) -> (Store<State>, MemoryOutputPipe) {
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory_bytes)
             .trap_on_grow_failure(true)
@@ -368,9 +418,11 @@ impl Loaded {
             State {
                 plugin: self.name.clone(),
                 limits,
-                wasi,
+                wasi: None,
+                output: output.clone(),
                 table: ResourceTable::new(),
-                pool,
+                pool: inputs.pool,
+                node_labels: inputs.node_labels,
                 logged: 0,
             },
         );
@@ -391,10 +443,10 @@ impl Loaded {
     /// a [`PolicyError`].
     fn call<R>(
         &self,
-        pool: Option<Box<dyn PoolView + Send + Sync>>,
+        inputs: Inputs,
         f: impl FnOnce(&Pre, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
-        let (mut store, output) = self.store(pool);
+        let (mut store, output) = self.store(inputs);
         let started = Instant::now();
         let result = f(&self.pre, &mut store);
         let elapsed = started.elapsed();
@@ -416,12 +468,12 @@ impl Loaded {
     /// Calls the world's `validate-config` with `config`.
     pub fn validate(&self, config: &str) -> Result<(), String> {
         let config = config.to_owned();
-        self.call(None, move |pre, store| match pre {
+        self.call(Inputs::default(), move |pre, store| match pre {
             Pre::Allocator(p) => p
                 .instantiate(&mut *store)?
                 .herald_policy_allocate()
                 .call_validate_config(store, &config),
-            Pre::Announcer(p) => p
+            Pre::Announcer(p, _) => p
                 .instantiate(&mut *store)?
                 .herald_policy_announce()
                 .call_validate_config(store, &config),
@@ -436,12 +488,12 @@ impl Loaded {
     /// Instantiates the component in a fresh store and drops it (what every
     /// call pays before its own work; for benchmarks).
     pub fn instantiate_only(&self) -> Result<(), PolicyError> {
-        self.call(None, |pre, store| {
+        self.call(Inputs::default(), |pre, store| {
             match pre {
                 Pre::Allocator(p) => {
                     p.instantiate(store)?;
                 }
-                Pre::Announcer(p) => {
+                Pre::Announcer(p, _) => {
                     p.instantiate(store)?;
                 }
                 Pre::CniChain(p) => {
@@ -463,7 +515,7 @@ impl Loaded {
         }
         let wit_pod = convert::pod_to_wit(pod);
         let config = &self.config;
-        let answer = self.call(None, |pre, store| {
+        let answer = self.call(Inputs::default(), |pre, store| {
             let Pre::CniChain(p) = pre else {
                 unreachable!("world checked above")
             };
@@ -487,7 +539,11 @@ impl AllocatorPolicy for Loaded {
         }
         let svc = convert::service_to_wit(service);
         let config = &self.config;
-        let answer = self.call(Some(pool.to_static()), |pre, store| {
+        let inputs = Inputs {
+            pool: Some(pool.to_static()),
+            ..Inputs::default()
+        };
+        let answer = self.call(inputs, |pre, store| {
             let Pre::Allocator(p) = pre else {
                 unreachable!("world checked above")
             };
@@ -518,15 +574,23 @@ impl AnnouncerPolicy for Loaded {
         if self.world != World::Announcer {
             return Err(self.wrong_world(World::Announcer));
         }
-        let q = convert::query_to_wit(query);
+        let (q, node_labels) = convert::query_to_wit(query);
         let config = &self.config;
-        let answer = self.call(None, |pre, store| {
-            let Pre::Announcer(p) = pre else {
+        let inputs = Inputs {
+            node_labels,
+            ..Inputs::default()
+        };
+        let answer = self.call(inputs, |pre, store| {
+            let Pre::Announcer(p, announce) = pre else {
                 unreachable!("world checked above")
             };
-            p.instantiate(&mut *store)?
-                .herald_policy_announce()
-                .call_announce(store, config, &q)
+            let instance = p.instance_pre().instantiate(&mut *store)?;
+            let f = instance.get_typed_func::<(&str, &convert::QueryRef<'_>), (AnnounceAnswer,)>(
+                &mut *store,
+                announce,
+            )?;
+            let (answer,) = f.call(&mut *store, (config, &q))?;
+            Ok(answer)
         })?;
         convert::check_choices(query, answer).map_err(|m| self.error(m))
     }
@@ -603,4 +667,41 @@ impl AnnouncerPolicy for WasmPlugin {
 /// Whether a query is for L2 (exactly one node) — used by validation.
 pub(crate) fn is_l2(query: &AnnounceQuery<'_>) -> bool {
     query.mode == Mode::L2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(node_labels: Vec<Arc<Labels>>) -> State {
+        State {
+            plugin: "p".into(),
+            limits: StoreLimitsBuilder::new().build(),
+            wasi: None,
+            output: MemoryOutputPipe::new(OUTPUT_CAPACITY),
+            table: ResourceTable::new(),
+            pool: None,
+            node_labels,
+            logged: 0,
+        }
+    }
+
+    #[test]
+    fn node_labels_are_read_by_index_and_missing_ones_are_none() {
+        let labels = Labels::from([
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+        ]);
+        let mut s = state(vec![Arc::new(Labels::new()), Arc::new(labels)]);
+        assert_eq!(nodes::Host::label(&mut s, 1, "a".into()), Some("1".into()));
+        assert_eq!(nodes::Host::label(&mut s, 1, "c".into()), None);
+        assert_eq!(nodes::Host::label(&mut s, 0, "a".into()), None);
+        assert_eq!(nodes::Host::label(&mut s, 7, "a".into()), None);
+        let all: Vec<(String, String)> = nodes::Host::labels(&mut s, 1)
+            .into_iter()
+            .map(|p| (p.key, p.value))
+            .collect();
+        assert_eq!(all, [("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert!(nodes::Host::labels(&mut s, 2).is_empty());
+    }
 }

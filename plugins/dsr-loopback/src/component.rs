@@ -13,6 +13,10 @@ struct Component;
 
 export!(Component);
 
+/// Each call runs in a fresh instance: allocate by bumping, never free.
+#[global_allocator]
+static ALLOC: herald_guest::Leak = herald_guest::Leak::new();
+
 fn from_wit(ip: &IpAddress) -> IpAddr {
     match *ip {
         IpAddress::Ipv4(v) => IpAddr::V4(Ipv4Addr::from(v)),

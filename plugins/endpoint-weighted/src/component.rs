@@ -10,6 +10,10 @@ struct Component;
 
 export!(Component);
 
+/// Each call runs in a fresh instance: allocate by bumping, never free.
+#[global_allocator]
+static ALLOC: herald_guest::Leak = herald_guest::Leak::new();
+
 impl Guest for Component {
     fn validate_config(config: String) -> Result<(), String> {
         Config::parse(&config).map(|_| ())
@@ -30,8 +34,8 @@ impl Guest for Component {
         let attrs = crate::attributes(&config.annotation_prefix, &annotations)?;
         let nodes: Vec<(String, u32)> = q
             .eligible
-            .iter()
-            .map(|n| (n.name.clone(), n.endpoints))
+            .into_iter()
+            .map(|n| (n.name, n.endpoints))
             .collect();
         let choice = |node: String, weight: u32| Choice {
             node,

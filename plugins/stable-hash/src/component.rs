@@ -12,6 +12,10 @@ struct Component;
 
 export!(Component);
 
+/// Each call runs in a fresh instance: allocate by bumping, never free.
+#[global_allocator]
+static ALLOC: herald_guest::Leak = herald_guest::Leak::new();
+
 fn to_num(ip: IpAddress) -> u128 {
     match ip {
         IpAddress::Ipv4(v) => u128::from(v),

@@ -11,6 +11,10 @@ struct Component;
 
 export!(Component);
 
+/// Each call runs in a fresh instance: allocate by bumping, never free.
+#[global_allocator]
+static ALLOC: herald_guest::Leak = herald_guest::Leak::new();
+
 fn vip_bytes(ip: &IpAddress) -> Vec<u8> {
     match *ip {
         IpAddress::Ipv4(v) => v.to_be_bytes().to_vec(),
@@ -43,17 +47,24 @@ impl Guest for Component {
             .services
             .iter()
             .any(|s| s.traffic_policy == TrafficPolicy::Local);
+        // The query carries each node's zone label; another label is read
+        // from the host on request.
+        let default_label = config.zone_label == crate::ZONE_LABEL;
+        let zones = &q.zones;
         let nodes: Vec<Node> = q
             .eligible
-            .iter()
-            .map(|n| Node {
-                name: n.name.clone(),
-                zone: n
-                    .labels
-                    .iter()
-                    .find(|p| p.key == config.zone_label)
-                    .map(|p| p.value.clone())
-                    .unwrap_or_default(),
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| Node {
+                zone: if default_label {
+                    n.zone
+                        .and_then(|z| zones.get(z as usize))
+                        .cloned()
+                        .unwrap_or_default()
+                } else {
+                    herald::policy::nodes::label(i as u32, &config.zone_label).unwrap_or_default()
+                },
+                name: n.name,
                 endpoints: n.endpoints,
             })
             .collect();

@@ -32,8 +32,11 @@ pub struct Config {
     pub bgp_nodes_per_zone: u32,
 }
 
+/// The label Kubernetes names a node's zone with.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 fn default_zone_label() -> String {
-    "topology.kubernetes.io/zone".to_owned()
+    ZONE_LABEL.to_owned()
 }
 
 impl Default for Config {
@@ -71,8 +74,15 @@ pub struct Node {
 /// The rendezvous score of `key` for the VIP (given as its bytes): FNV-1a
 /// then the SplitMix64 finalizer.
 pub fn score(key: &str, vip: &[u8]) -> u64 {
+    prefixed_score("", key, vip)
+}
+
+/// [`score`] of `prefix` followed by `key`, without building the string
+/// (this runs once per node in every call).
+fn prefixed_score(prefix: &str, key: &str, vip: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key.as_bytes().iter().chain(&[0u8]).chain(vip) {
+    let bytes = prefix.as_bytes().iter().chain(key.as_bytes());
+    for &b in bytes.chain(&[0u8]).chain(vip) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -92,10 +102,15 @@ fn candidates(nodes: &[Node], local: bool) -> Vec<&Node> {
 /// with a candidate), then that zone's node with the highest score.
 pub fn l2_owner<'n>(nodes: &'n [Node], vip: &[u8], local: bool) -> Option<&'n Node> {
     let nodes = candidates(nodes, local);
-    let zone = nodes
-        .iter()
-        .map(|n| n.zone.as_str())
-        .max_by_key(|z| (score(&format!("zone:{z}"), vip), std::cmp::Reverse(*z)))?;
+    let mut zones: Vec<&str> = Vec::new();
+    for n in &nodes {
+        if !zones.contains(&n.zone.as_str()) {
+            zones.push(&n.zone);
+        }
+    }
+    let zone = zones
+        .into_iter()
+        .max_by_key(|z| (prefixed_score("zone:", z, vip), std::cmp::Reverse(*z)))?;
     nodes
         .into_iter()
         .filter(|n| n.zone == zone)
@@ -137,6 +152,19 @@ pub fn bgp_nodes<'n>(nodes: &'n [Node], vip: &[u8], local: bool, per_zone: u32) 
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn prefixed_score_is_the_score_of_the_joined_string() {
+        // Placements must not move when the hashing is done without
+        // building "zone:<name>".
+        for z in ["", "zone-a", "eu-west-1b"] {
+            let vip = [198, 51, 100, 7];
+            assert_eq!(
+                prefixed_score("zone:", z, &vip),
+                score(&format!("zone:{z}"), &vip)
+            );
+        }
+    }
 
     fn node(name: &str, zone: &str, endpoints: u32) -> Node {
         Node {

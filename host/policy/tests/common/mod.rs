@@ -56,7 +56,7 @@ pub fn nodes(n: usize, zones: usize) -> Vec<Node> {
             );
             Node {
                 name: format!("node-{i:02}"),
-                labels,
+                labels: std::sync::Arc::new(labels),
                 ready: true,
                 addresses: vec![IpAddr::from([192, 0, 2, i as u8 + 1])],
             }
