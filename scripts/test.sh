@@ -17,6 +17,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # and later the BGP peers, keepalived, the CNI plugins).
 DEBIAN_PACKAGES=(iproute2 iputils-ping
   bird2 gobgpd frr tcpdump # BGP peers of host/bgp and the speaker tests
+  nftables # holds BGP messages back on a test bridge to force connection collisions
   iputils-arping ndisc6 socat keepalived) # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
 
 step "Debian packages: ${DEBIAN_PACKAGES[*]}"

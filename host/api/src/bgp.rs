@@ -94,6 +94,11 @@ pub struct BGPPeerSpec {
     /// while a speaker restarts (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graceful_restart: Option<bool>,
+    /// Wait for the router to connect: the speakers never open this
+    /// session, they accept it on peerPort (default false: they connect,
+    /// and accept the router's connection too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<bool>,
     /// The address families exchanged on the session (default both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub families: Option<Vec<AddressFamily>>,
@@ -411,6 +416,7 @@ impl BGPPeer {
             ebgp_multihop,
             password,
             graceful_restart: spec.graceful_restart.unwrap_or(false),
+            passive: spec.passive.unwrap_or(false),
             families,
             node_selector: node_selector(&spec.node_selector).map_err(|(f, m)| err(&f, m))?,
         })
@@ -683,6 +689,7 @@ mod tests {
             "ebgpMultiHop": 4,
             "passwordSecret": {"namespace": "herald", "name": "edge"},
             "gracefulRestart": true,
+            "passive": true,
             "families": ["ipv6"],
             "nodeSelector": {"matchLabels": {"rack": "a"}},
         });
@@ -708,6 +715,7 @@ mod tests {
             }))
         );
         assert!(p.graceful_restart);
+        assert!(p.passive);
         assert_eq!(p.families, vec![Family::IPv6]);
         assert_eq!(
             p.node_selector.match_labels.get("rack").map(String::as_str),
@@ -727,6 +735,7 @@ mod tests {
         assert_eq!(p.ebgp_multihop, None);
         assert_eq!(p.password, None);
         assert!(!p.graceful_restart);
+        assert!(!p.passive);
         assert_eq!(p.families, vec![Family::IPv4, Family::IPv6]);
         assert_eq!(p.node_selector, herald_core::LabelSelector::default());
     }

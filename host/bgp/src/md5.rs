@@ -23,19 +23,32 @@ struct TcpMd5Sig {
 
 /// Makes the kernel sign every segment to (and require signatures from)
 /// `peer` on `socket` with `key`. Set before `connect` (or on a listener
-/// before `accept`) so that the SYN is signed too.
+/// before `accept`, where it applies to that peer's connections only, and
+/// the accepted sockets inherit it) so that the SYN is signed too.
 pub fn set_key(socket: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
-    if key.len() > TCP_MD5_MAX_KEY_LEN {
+    if key.is_empty() || key.len() > TCP_MD5_MAX_KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("TCP MD5 keys are at most {TCP_MD5_MAX_KEY_LEN} bytes"),
+            format!("TCP MD5 keys are 1 to {TCP_MD5_MAX_KEY_LEN} bytes long"),
         ));
     }
+    md5sig(socket, peer, key)
+}
+
+/// Removes `peer`'s key from `socket` (a listener whose peer went away):
+/// the kernel deletes the key when the length is 0.
+pub fn remove_key(socket: &impl AsRawFd, peer: IpAddr) -> io::Result<()> {
+    md5sig(socket, peer, &[])
+}
+
+/// `setsockopt(TCP_MD5SIG)` with a key of at most
+/// [`TCP_MD5_MAX_KEY_LEN`] bytes (checked by the callers).
+fn md5sig(socket: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     let mut sig = TcpMd5Sig {
         addr: [0; 128],
         flags: 0,
         prefix_len: 0,
-        // Checked above: at most 80.
+        // Checked by the callers: at most 80.
         key_len: key.len() as u16,
         ifindex: 0,
         key: [0; TCP_MD5_MAX_KEY_LEN],
@@ -87,5 +100,17 @@ mod tests {
         set_key(&socket, "127.0.0.1".parse().unwrap(), b"secret").unwrap();
         let e = set_key(&socket, "127.0.0.1".parse().unwrap(), &[b'x'; 81]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = set_key(&socket, "127.0.0.1".parse().unwrap(), b"").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_key_can_be_removed_once() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = "127.0.0.2".parse().unwrap();
+        set_key(&socket, peer, b"secret").unwrap();
+        remove_key(&socket, peer).unwrap();
+        // Gone: a second removal finds nothing.
+        assert!(remove_key(&socket, peer).is_err());
     }
 }

@@ -1,30 +1,37 @@
-//! The tokio driver of one session: turns the machine's [`Action`]s into a
-//! TCP connection (source address, TTL, MD5 key), writes and timers, and
-//! feeds back what the network does as [`Event`]s.
+//! The tokio driver of one session: turns the machine's [`Action`]s into
+//! TCP connections (source address, TTL, MD5 key), writes and timers, and
+//! feeds back what the network does as [`Event`]s. A session has up to two
+//! connections, its own and the peer's (handed over by
+//! [`Listeners`](crate::listen::Listeners) through [`Session::inbound`]).
 //!
 //! ```text
 //!  connect task ──Connected──┐
-//!  reader task ──frames/EOF──┼─► mpsc ─► session loop ─► Fsm ─► actions ─► socket writes, timers
-//!  routes watch ─────────────┤                              └─► RibOut diff on Established / on change
+//!  reader tasks ─frames/EOF──┼─► mpsc ─► session loop ─► Fsm ─► actions ─► socket writes, timers
+//!  listener ──peer's conn────┤  (tagged by Conn       └─► RibOut diff on Established / on change
+//!  routes watch ─────────────┤   and generation)
 //!  stop watch ───────────────┘
 //! ```
 //!
-//! The loop owns the write half, so writes happen in action order (a
+//! The loop owns the write halves, so writes happen in action order (a
 //! NOTIFICATION is written before the connection closes).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use netgauze_bgp_pkt::BgpMessage;
+use netgauze_bgp_pkt::notification::BgpNotificationMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::fsm::{Action, Down, Event, Fsm, State, Timer};
+use crate::fsm::{Action, Conn, Down, Event, Fsm, Negotiated, State, Timer};
+use crate::listen::Inbound;
 use crate::rib::{Encoding, RibOut, Routes, end_of_rib};
 use crate::wire;
 
@@ -37,9 +44,12 @@ const STOP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct PeerConfig {
     /// A name for logs (the `BGPPeer`).
     pub name: String,
-    /// The peer's address and port.
+    /// The peer's address and port (also the port Herald accepts the
+    /// peer's connections on).
     pub remote: SocketAddr,
-    /// The local address to connect from; `None` lets the kernel choose.
+    /// The local address to connect from, and the only one the peer's
+    /// connections are accepted on; `None` lets the kernel choose (and
+    /// accepts on any).
     pub source: Option<IpAddr>,
     /// The IP TTL (hop limit) of the session's packets.
     pub ttl: Option<u8>,
@@ -82,11 +92,15 @@ pub struct Status {
     pub advertised: usize,
 }
 
+/// How many of the peer's connections may wait for the session loop.
+const INCOMING_QUEUE: usize = 4;
+
 /// A running session; stopping it sends a Cease.
 #[derive(Debug)]
 pub struct Session {
     stop: watch::Sender<bool>,
     status: watch::Receiver<Status>,
+    inbound: Inbound,
     task: JoinHandle<()>,
 }
 
@@ -101,8 +115,21 @@ impl Session {
             last_down: None,
             advertised: 0,
         });
-        let task = tokio::spawn(run(config, routes, stop_rx, status_tx));
-        Session { stop, status, task }
+        let (incoming_tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+        let inbound = Inbound::new(&config, incoming_tx);
+        let task = tokio::spawn(run(config, routes, incoming, stop_rx, status_tx));
+        Session {
+            stop,
+            status,
+            inbound,
+            task,
+        }
+    }
+
+    /// Where the peer's connections to this session go: give it to
+    /// [`Listeners::set`](crate::listen::Listeners::set).
+    pub fn inbound(&self) -> Inbound {
+        self.inbound.clone()
     }
 
     /// The session's status, to watch.
@@ -117,28 +144,64 @@ impl Session {
     }
 }
 
-/// What the helper tasks report, tagged with the connection generation.
+/// What the helper tasks report, tagged with the connection and its
+/// generation.
 enum Io {
-    Connected(tokio::net::TcpStream),
+    Connected(TcpStream),
     ConnectFailed(std::io::Error),
     Frame(Vec<u8>),
     BadHeader(netgauze_bgp_pkt::notification::BgpNotificationMessage),
     Closed,
 }
 
-struct Conn {
+/// The helper tasks' reports: which connection, which generation of it.
+type Report = (Conn, u64, Io);
+
+/// One open TCP connection.
+struct Connection {
     writer: OwnedWriteHalf,
     reader: JoinHandle<()>,
     local: SocketAddr,
 }
 
+/// Per-connection values, indexed by [`Conn`].
+#[derive(Default)]
+struct PerConn<T> {
+    outgoing: T,
+    incoming: T,
+}
+
+impl<T> std::ops::Index<Conn> for PerConn<T> {
+    type Output = T;
+    fn index(&self, conn: Conn) -> &T {
+        match conn {
+            Conn::Outgoing => &self.outgoing,
+            Conn::Incoming => &self.incoming,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Conn> for PerConn<T> {
+    fn index_mut(&mut self, conn: Conn) -> &mut T {
+        match conn {
+            Conn::Outgoing => &mut self.outgoing,
+            Conn::Incoming => &mut self.incoming,
+        }
+    }
+}
+
 struct Driver {
     config: PeerConfig,
     fsm: Fsm,
-    io_tx: mpsc::Sender<(u64, Io)>,
-    generation: u64,
-    conn: Option<Conn>,
+    io_tx: mpsc::Sender<Report>,
+    /// Reports of an older generation (a closed connection) are dropped.
+    generation: PerConn<u64>,
+    conns: PerConn<Option<Connection>>,
     connecting: Option<JoinHandle<()>>,
+    /// The peer's new connection while the machine decides on it.
+    pending: Option<TcpStream>,
+    /// The connection the session is Established on.
+    established: Option<Conn>,
     timers: HashMap<Timer, Instant>,
     rib: RibOut,
     encoding: Option<Encoding>,
@@ -148,6 +211,7 @@ struct Driver {
 async fn run(
     config: PeerConfig,
     mut routes: watch::Receiver<Arc<Routes>>,
+    mut incoming: mpsc::Receiver<TcpStream>,
     mut stop: watch::Receiver<bool>,
     status: watch::Sender<Status>,
 ) {
@@ -156,9 +220,11 @@ async fn run(
         fsm: Fsm::new(config.fsm.clone()),
         config,
         io_tx,
-        generation: 0,
-        conn: None,
+        generation: PerConn::default(),
+        conns: PerConn::default(),
         connecting: None,
+        pending: None,
+        established: None,
         timers: HashMap::new(),
         rib: RibOut::new(),
         encoding: None,
@@ -168,45 +234,18 @@ async fn run(
     loop {
         let deadline = d.timers.values().min().copied();
         tokio::select! {
-            Some((generation, io)) = io_rx.recv() => {
-                if generation != d.generation {
-                    continue;
+            Some((conn, generation, io)) = io_rx.recv() => {
+                if generation == d.generation[conn] {
+                    d.io(conn, io, &routes).await;
                 }
-                match io {
-                    Io::Connected(stream) => {
-                        d.connecting = None;
-                        let local = match stream.local_addr() {
-                            Ok(a) => a,
-                            Err(_) => { d.event(Event::TcpFailed, &routes).await; continue; }
-                        };
-                        let (read, writer) = stream.into_split();
-                        let reader = tokio::spawn(read_frames(read, d.io_tx.clone(), d.generation));
-                        d.conn = Some(Conn { writer, reader, local });
-                        tracing::debug!(peer = %d.config.name, %local, "connected");
-                        d.event(Event::TcpConnected, &routes).await;
-                    }
-                    Io::ConnectFailed(e) => {
-                        d.connecting = None;
-                        tracing::debug!(peer = %d.config.name, error = %e, "connection attempt failed");
-                        d.event(Event::TcpFailed, &routes).await;
-                    }
-                    Io::Frame(frame) => {
-                        let asn4 = d.fsm.negotiated().is_some_and(|n| n.asn4);
-                        let event = match wire::decode(&frame, asn4) {
-                            Ok(message) => Event::Message(message),
-                            Err(notification) => {
-                                tracing::warn!(peer = %d.config.name, codes = ?wire::notification_codes(&notification), "malformed message from the peer");
-                                Event::Malformed(notification)
-                            }
-                        };
-                        d.event(event, &routes).await;
-                    }
-                    Io::BadHeader(notification) => {
-                        tracing::warn!(peer = %d.config.name, codes = ?wire::notification_codes(&notification), "malformed message header from the peer");
-                        d.event(Event::Malformed(notification), &routes).await;
-                    }
-                    Io::Closed => d.event(Event::TcpFailed, &routes).await,
-                }
+            }
+            Some(stream) = incoming.recv() => {
+                let remote = stream.peer_addr().ok();
+                tracing::debug!(peer = %d.config.name, remote = ?remote, "the peer connected");
+                d.pending = Some(stream);
+                d.event(Event::PeerConnected, &routes).await;
+                // Neither accepted nor refused (cannot happen): close it.
+                d.pending = None;
             }
             _ = sleep_until(deadline) => {
                 let now = Instant::now();
@@ -215,8 +254,8 @@ async fn run(
                     if d.timers.remove(&timer).is_some() {
                         let event = match timer {
                             Timer::ConnectRetry => Event::ConnectRetryExpired,
-                            Timer::Hold => Event::HoldExpired,
-                            Timer::Keepalive => Event::KeepaliveExpired,
+                            Timer::Hold(conn) => Event::HoldExpired(conn),
+                            Timer::Keepalive(conn) => Event::KeepaliveExpired(conn),
                         };
                         d.event(event, &routes).await;
                     }
@@ -246,6 +285,71 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Driver {
+    /// What a helper task reported about the current generation of `conn`.
+    async fn io(&mut self, conn: Conn, io: Io, routes: &watch::Receiver<Arc<Routes>>) {
+        match io {
+            Io::Connected(stream) => {
+                self.connecting = None;
+                match self.install(Conn::Outgoing, stream) {
+                    Ok(local) => {
+                        tracing::debug!(peer = %self.config.name, %local, "connected");
+                        self.event(Event::Connected, routes).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.config.name, error = %e, "connection lost at once");
+                        self.event(Event::TcpFailed(Conn::Outgoing), routes).await;
+                    }
+                }
+            }
+            Io::ConnectFailed(e) => {
+                self.connecting = None;
+                tracing::debug!(peer = %self.config.name, error = %e, "connection attempt failed");
+                self.event(Event::TcpFailed(Conn::Outgoing), routes).await;
+            }
+            Io::Frame(frame) => {
+                let asn4 = self.fsm.negotiated(conn).is_some_and(|n| n.asn4);
+                let event = match wire::decode(&frame, asn4) {
+                    Ok(message) => {
+                        if let BgpMessage::Notification(n) = &message {
+                            tracing::info!(peer = %self.config.name, connection = %conn, codes = ?wire::notification_codes(n), "notification received");
+                        }
+                        Event::Message(conn, message)
+                    }
+                    Err(notification) => {
+                        tracing::warn!(peer = %self.config.name, connection = %conn, codes = ?wire::notification_codes(&notification), "malformed message from the peer");
+                        Event::Malformed(conn, notification)
+                    }
+                };
+                self.event(event, routes).await;
+            }
+            Io::BadHeader(notification) => {
+                tracing::warn!(peer = %self.config.name, connection = %conn, codes = ?wire::notification_codes(&notification), "malformed message header from the peer");
+                self.event(Event::Malformed(conn, notification), routes)
+                    .await;
+            }
+            Io::Closed => self.event(Event::TcpFailed(conn), routes).await,
+        }
+    }
+
+    /// Makes `stream` the current connection `conn`, with its reader task.
+    fn install(&mut self, conn: Conn, stream: TcpStream) -> std::io::Result<SocketAddr> {
+        self.generation[conn] += 1;
+        let local = stream.local_addr()?;
+        let (read, writer) = stream.into_split();
+        let reader = tokio::spawn(read_frames(
+            read,
+            self.io_tx.clone(),
+            conn,
+            self.generation[conn],
+        ));
+        self.conns[conn] = Some(Connection {
+            writer,
+            reader,
+            local,
+        });
+        Ok(local)
+    }
+
     /// Feeds one event and carries out the actions (which may feed more
     /// events, such as a failed write).
     async fn event(&mut self, event: Event, routes: &watch::Receiver<Arc<Routes>>) {
@@ -275,8 +379,8 @@ impl Driver {
         match action {
             Action::Connect => {
                 tracing::info!(peer = %self.config.name, remote = %self.config.remote, "connecting");
-                self.generation += 1;
-                let generation = self.generation;
+                self.generation[Conn::Outgoing] += 1;
+                let generation = self.generation[Conn::Outgoing];
                 let tx = self.io_tx.clone();
                 let config = self.config.clone();
                 self.connecting = Some(tokio::spawn(async move {
@@ -284,73 +388,67 @@ impl Driver {
                         Ok(stream) => Io::Connected(stream),
                         Err(e) => Io::ConnectFailed(e),
                     };
-                    let _ = tx.send((generation, io)).await;
+                    let _ = tx.send((Conn::Outgoing, generation, io)).await;
                 }));
             }
-            Action::Disconnect => {
-                self.generation += 1;
-                if let Some(c) = self.connecting.take() {
+            Action::Accept => {
+                let stream = self.pending.take()?;
+                match self.install(Conn::Incoming, stream) {
+                    Ok(local) => {
+                        tracing::info!(peer = %self.config.name, %local, "accepted the peer's connection");
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.config.name, error = %e, "the peer's connection was lost at once");
+                        return Some(Event::TcpFailed(Conn::Incoming));
+                    }
+                }
+            }
+            Action::Refuse(notification) => {
+                let stream = self.pending.take()?;
+                let codes = wire::notification_codes(&notification);
+                tracing::info!(peer = %self.config.name, ?codes, "refused the peer's connection");
+                refuse(stream, &notification);
+            }
+            Action::Disconnect(conn) => {
+                self.generation[conn] += 1;
+                if conn == Conn::Outgoing
+                    && let Some(c) = self.connecting.take()
+                {
                     c.abort();
                 }
-                if let Some(mut conn) = self.conn.take() {
-                    conn.reader.abort();
-                    let _ = conn.writer.shutdown().await;
+                if let Some(mut c) = self.conns[conn].take() {
+                    c.reader.abort();
+                    let _ = c.writer.shutdown().await;
                 }
-                self.encoding = None;
-                self.status.send_modify(|s| s.advertised = 0);
+                if self.established == Some(conn) {
+                    self.established = None;
+                    self.encoding = None;
+                    self.status.send_modify(|s| s.advertised = 0);
+                }
             }
-            Action::Send(message) => match wire::encode(&message) {
-                Ok(bytes) => return self.write(&bytes).await,
-                Err(e) => {
-                    tracing::error!(peer = %self.config.name, error = %e, "cannot encode a message");
+            Action::Send(conn, message) => {
+                if let BgpMessage::Notification(n) = &message {
+                    let codes = wire::notification_codes(n);
+                    if codes == CEASE_COLLISION {
+                        tracing::info!(peer = %self.config.name, connection = %conn, "connection collision (RFC 4271 §6.8): closing this connection");
+                    } else {
+                        tracing::info!(peer = %self.config.name, connection = %conn, ?codes, "notification sent");
+                    }
                 }
-            },
+                match wire::encode(&message) {
+                    Ok(bytes) => return self.write(conn, &bytes).await,
+                    Err(e) => {
+                        tracing::error!(peer = %self.config.name, error = %e, "cannot encode a message");
+                    }
+                }
+            }
             Action::Arm(timer, after) => {
                 self.timers.insert(timer, Instant::now() + after);
             }
             Action::Disarm(timer) => {
                 self.timers.remove(&timer);
             }
-            Action::Established(n) => {
-                let local = self.conn.as_ref().map(|c| c.local.ip());
-                let encoding = Encoding {
-                    local_asn: self.config.fsm.local_asn,
-                    ebgp: self.config.fsm.local_asn != self.config.fsm.peer_asn,
-                    asn4: n.asn4,
-                    next_hop_v4: match local {
-                        Some(IpAddr::V4(a)) => Some(a),
-                        _ => self.config.next_hop_v4,
-                    },
-                    next_hop_v6: match local {
-                        Some(IpAddr::V6(a)) => Some(a),
-                        _ => self.config.next_hop_v6,
-                    },
-                    ipv4: n.ipv4,
-                    ipv6: n.ipv6,
-                };
-                tracing::info!(peer = %self.config.name, hold_time = n.hold_time, asn4 = n.asn4, ipv4 = n.ipv4, ipv6 = n.ipv6, peer_router_id = %n.peer_router_id, graceful_restart = n.peer_graceful_restart, "session established");
-                self.status.send_modify(|s| s.established += 1);
-                self.rib = RibOut::new();
-                self.encoding = Some(encoding.clone());
-                let wanted = routes.borrow().clone();
-                let mut bytes = match self.rib.update_to(&wanted, &encoding) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(peer = %self.config.name, error = %e, "cannot encode the routes");
-                        Vec::new()
-                    }
-                };
-                // End-of-RIB for each family (RFC 4724 §2).
-                for (on, ipv6) in [(n.ipv4, false), (n.ipv6, true)] {
-                    if on && let Ok(eor) = end_of_rib(ipv6).and_then(|m| wire::encode(&m)) {
-                        bytes.extend_from_slice(&eor);
-                    }
-                }
-                let advertised = self.rib.sent().len();
-                self.status.send_modify(|s| s.advertised = advertised);
-                tracing::info!(peer = %self.config.name, routes = advertised, "advertised");
-                return self.write(&bytes).await;
-            }
+            Action::Established(conn, n) => return self.established(conn, n, routes).await,
             Action::Down(why) => {
                 tracing::info!(peer = %self.config.name, reason = ?why, "session down");
                 self.status.send_modify(|s| s.last_down = Some(why));
@@ -364,9 +462,57 @@ impl Driver {
         None
     }
 
+    /// The session is up on `conn`: the whole RIB-out, then End-of-RIB.
+    async fn established(
+        &mut self,
+        conn: Conn,
+        n: Negotiated,
+        routes: &watch::Receiver<Arc<Routes>>,
+    ) -> Option<Event> {
+        let local = self.conns[conn].as_ref().map(|c| c.local.ip());
+        let encoding = Encoding {
+            local_asn: self.config.fsm.local_asn,
+            ebgp: self.config.fsm.local_asn != self.config.fsm.peer_asn,
+            asn4: n.asn4,
+            next_hop_v4: match local {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => self.config.next_hop_v4,
+            },
+            next_hop_v6: match local {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => self.config.next_hop_v6,
+            },
+            ipv4: n.ipv4,
+            ipv6: n.ipv6,
+        };
+        tracing::info!(peer = %self.config.name, connection = %conn, hold_time = n.hold_time, asn4 = n.asn4, ipv4 = n.ipv4, ipv6 = n.ipv6, peer_router_id = %n.peer_router_id, graceful_restart = n.peer_graceful_restart, "session established");
+        self.status.send_modify(|s| s.established += 1);
+        self.established = Some(conn);
+        self.rib = RibOut::new();
+        self.encoding = Some(encoding.clone());
+        let wanted = routes.borrow().clone();
+        let mut bytes = match self.rib.update_to(&wanted, &encoding) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(peer = %self.config.name, error = %e, "cannot encode the routes");
+                Vec::new()
+            }
+        };
+        // End-of-RIB for each family (RFC 4724 §2).
+        for (on, ipv6) in [(n.ipv4, false), (n.ipv6, true)] {
+            if on && let Ok(eor) = end_of_rib(ipv6).and_then(|m| wire::encode(&m)) {
+                bytes.extend_from_slice(&eor);
+            }
+        }
+        let advertised = self.rib.sent().len();
+        self.status.send_modify(|s| s.advertised = advertised);
+        tracing::info!(peer = %self.config.name, routes = advertised, "advertised");
+        self.write(conn, &bytes).await
+    }
+
     /// Sends the difference between what was advertised and `routes`.
     async fn advertise(&mut self, routes: &watch::Receiver<Arc<Routes>>) {
-        let Some(encoding) = self.encoding.clone() else {
+        let (Some(encoding), Some(conn)) = (self.encoding.clone(), self.established) else {
             return;
         };
         let wanted = routes.borrow().clone();
@@ -376,7 +522,7 @@ impl Driver {
                 let advertised = self.rib.sent().len();
                 self.status.send_modify(|s| s.advertised = advertised);
                 tracing::info!(peer = %self.config.name, routes = advertised, octets = bytes.len(), "routes updated");
-                if let Some(event) = self.write(&bytes).await {
+                if let Some(event) = self.write(conn, &bytes).await {
                     Box::pin(self.event(event, routes)).await;
                 }
             }
@@ -386,21 +532,47 @@ impl Driver {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Option<Event> {
-        let conn = self.conn.as_mut()?;
-        match conn.writer.write_all(bytes).await {
+    async fn write(&mut self, conn: Conn, bytes: &[u8]) -> Option<Event> {
+        let c = self.conns[conn].as_mut()?;
+        match c.writer.write_all(bytes).await {
             Ok(()) => None,
             Err(e) => {
-                tracing::debug!(peer = %self.config.name, error = %e, "write failed");
-                Some(Event::TcpFailed)
+                tracing::debug!(peer = %self.config.name, connection = %conn, error = %e, "write failed");
+                Some(Event::TcpFailed(conn))
             }
         }
     }
 }
 
+/// Cease / Connection Collision Resolution (RFC 4486).
+const CEASE_COLLISION: (u8, u8) = (6, 7);
+
+/// How long a refused connection is drained after its NOTIFICATION, so
+/// that closing it with unread input (the peer's OPEN) does not reset it
+/// before the NOTIFICATION arrives.
+const REFUSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Sends `notification` on a connection that is being turned away and
+/// closes it, in a task of its own.
+pub(crate) fn refuse(mut stream: TcpStream, notification: &BgpNotificationMessage) {
+    let Ok(bytes) = wire::encode(&BgpMessage::Notification(notification.clone())) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSE_LINGER, async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
+        })
+        .await;
+    });
+}
+
 /// Opens the TCP connection with the configured source address, TTL and
 /// MD5 key (all set before the SYN goes out).
-async fn connect(config: &PeerConfig) -> std::io::Result<tokio::net::TcpStream> {
+async fn connect(config: &PeerConfig) -> std::io::Result<TcpStream> {
     let socket = match config.remote {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -409,11 +581,7 @@ async fn connect(config: &PeerConfig) -> std::io::Result<tokio::net::TcpStream> 
         crate::md5::set_key(&socket, config.remote.ip(), key.as_bytes())?;
     }
     if let Some(ttl) = config.ttl {
-        let sock = socket2::SockRef::from(&socket);
-        match config.remote {
-            SocketAddr::V4(_) => sock.set_ttl_v4(ttl.into())?,
-            SocketAddr::V6(_) => sock.set_unicast_hops_v6(ttl.into())?,
-        }
+        set_ttl(&socket, config.remote.is_ipv6(), ttl)?;
     }
     if let Some(source) = config.source {
         socket.bind(SocketAddr::new(source, 0))?;
@@ -423,11 +591,22 @@ async fn connect(config: &PeerConfig) -> std::io::Result<tokio::net::TcpStream> 
     Ok(stream)
 }
 
+/// Sets the IP TTL (IPv6 hop limit) of the packets a socket sends.
+pub(crate) fn set_ttl(socket: &impl AsFd, ipv6: bool, ttl: u8) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    if ipv6 {
+        sock.set_unicast_hops_v6(ttl.into())
+    } else {
+        sock.set_ttl_v4(ttl.into())
+    }
+}
+
 /// Reads messages off the connection and hands each complete one to the
 /// session loop; a broken header or the end of the stream ends it.
 async fn read_frames(
     mut read: tokio::net::tcp::OwnedReadHalf,
-    tx: mpsc::Sender<(u64, Io)>,
+    tx: mpsc::Sender<Report>,
+    conn: Conn,
     generation: u64,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
@@ -437,20 +616,22 @@ async fn read_frames(
             match wire::frame_len(&buf) {
                 Ok(Some(len)) if buf.len() >= len => {
                     let frame: Vec<u8> = buf.drain(..len).collect();
-                    if tx.send((generation, Io::Frame(frame))).await.is_err() {
+                    if tx.send((conn, generation, Io::Frame(frame))).await.is_err() {
                         return;
                     }
                 }
                 Ok(_) => break,
                 Err(notification) => {
-                    let _ = tx.send((generation, Io::BadHeader(notification))).await;
+                    let _ = tx
+                        .send((conn, generation, Io::BadHeader(notification)))
+                        .await;
                     return;
                 }
             }
         }
         match read.read(&mut chunk).await {
             Ok(0) | Err(_) => {
-                let _ = tx.send((generation, Io::Closed)).await;
+                let _ = tx.send((conn, generation, Io::Closed)).await;
                 return;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -481,6 +662,7 @@ mod tests {
                 graceful_restart: None,
                 ipv4: true,
                 ipv6: false,
+                passive: false,
             },
             next_hop_v4: None,
             next_hop_v6: None,

@@ -35,6 +35,7 @@ fn config(name: &str, remote: SocketAddr) -> PeerConfig {
             graceful_restart: None,
             ipv4: true,
             ipv6: true,
+            passive: false,
         },
         next_hop_v4: Some(Ipv4Addr::new(192, 0, 2, 2)),
         next_hop_v6: None,

@@ -87,6 +87,7 @@ fn tcpdump_decodes_what_herald_sends() {
         graceful_restart: Some(120),
         ipv4: true,
         ipv6: true,
+        passive: false,
     });
     let mut messages = vec![
         encode(&fsm.open_message()).unwrap(),

@@ -589,6 +589,7 @@ mod tests {
             ebgp_multihop: None,
             password: None,
             graceful_restart: false,
+            passive: false,
             families: vec![Family::IPv4, Family::IPv6],
             node_selector: Default::default(),
         }

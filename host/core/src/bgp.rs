@@ -403,6 +403,9 @@ pub struct BgpPeer {
     pub password: Option<Password>,
     /// `gracefulRestart` (RFC 4724), default false.
     pub graceful_restart: bool,
+    /// `passive`: Herald never opens the connection; it waits for the
+    /// router's (default false: Herald connects, and accepts too).
+    pub passive: bool,
     /// `families`: the address families exchanged (sorted, no duplicates;
     /// default both).
     pub families: Vec<Family>,

@@ -58,6 +58,7 @@ fn open_with_every_capability() {
         graceful_restart: Some(120),
         ipv4: true,
         ipv6: true,
+        passive: false,
     });
     let expected = hex(&format!(
         "{MARKER} 003f 01
@@ -92,14 +93,15 @@ fn keepalive_and_notifications() {
         graceful_restart: None,
         ipv4: true,
         ipv6: false,
+        passive: false,
     });
     fsm.handle(crate::fsm::Event::Start);
-    fsm.handle(crate::fsm::Event::TcpConnected);
+    fsm.handle(crate::fsm::Event::Connected);
     let sent: Vec<Vec<u8>> = fsm
-        .handle(crate::fsm::Event::HoldExpired)
+        .handle(crate::fsm::Event::HoldExpired(crate::fsm::Conn::Outgoing))
         .into_iter()
         .filter_map(|a| match a {
-            crate::fsm::Action::Send(m) => Some(crate::wire::encode(&m).unwrap()),
+            crate::fsm::Action::Send(_, m) => Some(crate::wire::encode(&m).unwrap()),
             _ => None,
         })
         .collect();

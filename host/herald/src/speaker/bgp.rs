@@ -3,7 +3,10 @@
 //! view for that peer (DESIGN.md §5: next hop self, the advertisement's
 //! attributes). A view change updates the routes of running sessions
 //! without resetting them; only a change of a peer's own settings restarts
-//! its session. On shutdown every session sends a Cease.
+//! its session. The peers' own connections arrive through one set of
+//! listening sockets shared by the sessions (`--bgp-listen`, on each peer's
+//! port); passive peers only have those. On shutdown the sockets close and
+//! every session sends a Cease.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_bgp::rib::{Attributes, Routes, prefix};
-use herald_bgp::{PeerConfig, Session};
+use herald_bgp::{Listeners, PeerConfig, Session};
 use herald_core::addr::Family;
 use herald_core::announce::Node;
 use herald_core::bgp::{BgpPeer, Password};
@@ -30,17 +33,25 @@ struct Running {
     session: Session,
 }
 
-/// Follows the view until shutdown.
-pub async fn run(mut view: watch::Receiver<Arc<View>>, mut shutdown: watch::Receiver<bool>) {
+/// Follows the view until shutdown; the peers' connections are accepted on
+/// `listen` (local addresses).
+pub async fn run(
+    mut view: watch::Receiver<Arc<View>>,
+    mut shutdown: watch::Receiver<bool>,
+    listen: Vec<IpAddr>,
+) {
+    let listeners = Listeners::spawn(listen);
     let mut sessions: BTreeMap<String, Running> = BTreeMap::new();
     loop {
         let v = view.borrow_and_update().clone();
         reconcile(&v, &mut sessions).await;
+        listeners.set(sessions.values().map(|r| r.session.inbound()).collect());
         tokio::select! {
             changed = view.changed() => if changed.is_err() { break },
             _ = shutdown.changed() => break,
         }
     }
+    listeners.stop().await;
     for (name, running) in std::mem::take(&mut sessions) {
         tracing::info!(peer = %name, "stopping the session");
         running.session.stop().await;
@@ -85,7 +96,7 @@ async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
                 });
             }
             None => {
-                tracing::info!(peer = %name, remote = %config.remote, routes = routes.len(), "starting a session");
+                tracing::info!(peer = %name, remote = %config.remote, passive = config.fsm.passive, routes = routes.len(), "starting a session");
                 let (tx, rx) = watch::channel(routes);
                 let session = Session::spawn(config.clone(), rx);
                 sessions.insert(
@@ -174,6 +185,7 @@ fn peer_config(peer: &BgpPeer, node: &Node) -> Option<PeerConfig> {
             graceful_restart: peer.graceful_restart.then_some(GRACEFUL_RESTART_TIME),
             ipv4: peer.families.contains(&Family::IPv4),
             ipv6: peer.families.contains(&Family::IPv6),
+            passive: peer.passive,
         },
         next_hop_v4: node_v4,
         next_hop_v6: node_v6,

@@ -4,7 +4,7 @@
 //! Tasks and channels:
 //!
 //! ```text
-//! manifests dir ──poll──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out)
+//! manifests dir ──poll──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
 //!                             ▲                                        └─► l2::run   (ARP/NDP owner)
 //!            membership ──────┘ (alive speakers)
 //! SIGTERM/SIGINT ──► shutdown ──► drivers withdraw / hand over, then exit
@@ -17,7 +17,7 @@ mod bgp;
 mod l2;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,6 +66,16 @@ pub struct Args {
         requires = "gossip_bind"
     )]
     members: Vec<SocketAddr>,
+    /// The local addresses on which routers' BGP connections are accepted
+    /// (each on the port of its BGPPeers, 179 by default). Active peers
+    /// are accepted there too; passive peers only connect there.
+    #[arg(
+        long,
+        env = "HERALD_BGP_LISTEN",
+        value_delimiter = ',',
+        default_value = "0.0.0.0,::"
+    )]
+    bgp_listen: Vec<IpAddr>,
 }
 
 /// What the drivers act on: the latest manifests and this node's share of
@@ -136,7 +146,11 @@ async fn serve(args: Args) -> ExitCode {
         alive(&mut peers),
     )));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let bgp = tokio::spawn(bgp::run(view_rx.clone(), shutdown_rx.clone()));
+    let bgp = tokio::spawn(bgp::run(
+        view_rx.clone(),
+        shutdown_rx.clone(),
+        args.bgp_listen.clone(),
+    ));
     let l2 = tokio::spawn(l2::run(view_rx, shutdown_rx, membership.clone()));
 
     let mut fingerprint = fingerprint(&args.manifests);
