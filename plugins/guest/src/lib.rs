@@ -1,7 +1,8 @@
 //! What Herald's policy plugins share inside their components.
 //!
-//! [`Leak`] is a global allocator for a component the host instantiates
-//! afresh for every call (Herald does: a fresh `Store` per decision). It
+//! `Leak` (built for `wasm32` only) is a global allocator for a component
+//! the host instantiates afresh for every call (Herald does: a fresh
+//! `Store` per decision). It
 //! hands out memory by bumping a pointer and never frees: everything a call
 //! allocates is thrown away with its instance a moment later, so freeing
 //! would be wasted work. Passing a node list into a plugin allocates once
