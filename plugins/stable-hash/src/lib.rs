@@ -43,26 +43,13 @@ pub trait Pool {
     fn next_free_after(&self, after: Option<u128>) -> Option<u128>;
 }
 
-/// The hash of a Service's key: FNV-1a over `salt`, a zero byte and the
-/// key, with a lane byte first so one key gives two independent 64-bit
-/// halves; finished with SplitMix64 to spread FNV's weak low bits.
+/// The hash of a Service's key: [`herald_guest::fnv_mix`] (FNV-1a and the
+/// SplitMix64 finalizer) over `salt`, a zero byte and the key, with a lane
+/// byte first so one key gives two independent 64-bit halves.
 pub fn hash(salt: &str, key: &str) -> u128 {
     let lane = |lane: u8| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for &b in [lane]
-            .iter()
-            .chain(salt.as_bytes())
-            .chain(&[0])
-            .chain(key.as_bytes())
-        {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= h >> 30;
-        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^= h >> 27;
-        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-        h ^ (h >> 31)
+        let bytes = [lane].into_iter().chain(salt.bytes()).chain([0]);
+        herald_guest::fnv_mix(bytes.chain(key.bytes()))
     };
     (u128::from(lane(1)) << 64) | u128::from(lane(0))
 }

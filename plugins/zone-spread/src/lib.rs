@@ -71,8 +71,8 @@ pub struct Node {
     pub endpoints: u32,
 }
 
-/// The rendezvous score of `key` for the VIP (given as its bytes): FNV-1a
-/// then the SplitMix64 finalizer.
+/// The rendezvous score of `key` for the VIP (given as its bytes):
+/// [`herald_guest::fnv_mix`] of the key, a zero byte and the VIP.
 pub fn score(key: &str, vip: &[u8]) -> u64 {
     prefixed_score("", key, vip)
 }
@@ -80,17 +80,8 @@ pub fn score(key: &str, vip: &[u8]) -> u64 {
 /// [`score`] of `prefix` followed by `key`, without building the string
 /// (this runs once per node in every call).
 fn prefixed_score(prefix: &str, key: &str, vip: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = prefix.as_bytes().iter().chain(key.as_bytes());
-    for &b in bytes.chain(&[0u8]).chain(vip) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    let bytes = prefix.bytes().chain(key.bytes()).chain([0]);
+    herald_guest::fnv_mix(bytes.chain(vip.iter().copied()))
 }
 
 /// The nodes that may announce: all, or with `local` those with endpoints.
