@@ -1228,6 +1228,103 @@ fn bird_ebgp_4_byte_asn_dual_stack_attributes_edits_and_withdrawal() {
     );
 }
 
+/// Edits made in place, the way an editor or `cat >` makes them (truncate,
+/// write, close), rather than by a rename.
+#[test]
+fn bird_in_place_edits_apply_and_half_written_or_broken_files_withdraw_nothing() {
+    use std::io::Write;
+
+    let _serial = lock();
+    let lab = Lab::new();
+    lab.base_manifests();
+    lab.write("peer.yaml", &peer("tor", ROUTER_V4, ROUTER_ASN, 65010, ""));
+    lab.write("adv.yaml", &advertisement(""));
+    let web = service("web", "198.51.100.10", "2001:db8:100::10");
+    let api = |v4: &str, v6: &str| format!("---\n{}", service("api", v4, v6));
+    lab.write(
+        "service.yaml",
+        &format!("{web}{}", api("198.51.100.11", "2001:db8:100::11")),
+    );
+    let _bird = lab.bird(&bird_conf(NODE_V4, ROUTER_V4, ROUTER_ASN, 65010, ""));
+    let _herald = lab.herald();
+    let holds = |prefix: &str| lab.bird_route(prefix).contains("BGP.origin");
+    lab.wait("BIRD to hold both Services' routes", || {
+        holds("198.51.100.10/32") && holds("198.51.100.11/32")
+    });
+    let reloads = || -> Vec<String> {
+        lab.herald_log()
+            .lines()
+            .filter(|l| l.contains("manifests changed routes="))
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = reloads().len();
+
+    // A slow writer: the file truncated, the first Service written, the
+    // second one 60 ms later (three times the speaker's quiet time, a fifth
+    // of its bound), then closed. The reload waits for the close and sees
+    // both Services: half a file is never taken for the whole truth.
+    let path = lab.manifests().join("service.yaml");
+    {
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(web.as_bytes()).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        f.write_all(api("198.51.100.11", "2001:db8:100::11").as_bytes())
+            .unwrap();
+    }
+    lab.wait("Herald to reload the rewritten file", || {
+        reloads().len() > before
+    });
+    let first = &reloads()[before];
+    assert!(
+        first.contains("routes=4"),
+        "the first reload after the slow write must see both Services (4 routes):\n{first}\n{}",
+        lab.logs()
+    );
+
+    // A file that does not parse changes nothing.
+    let seen = reloads().len();
+    std::fs::write(
+        &path,
+        format!("{web}---\napiVersion: v1\nkind: Service\nmetadata: {{name: api\n"),
+    )
+    .unwrap();
+    lab.wait("Herald to report the broken file", || {
+        lab.herald_log()
+            .contains("do not load; keeping the last good ones")
+    });
+    assert_eq!(
+        reloads().len(),
+        seen,
+        "a broken file must not be applied:\n{}",
+        lab.herald_log()
+    );
+    assert!(
+        holds("198.51.100.10/32") && holds("198.51.100.11/32"),
+        "a broken file must withdraw nothing:\n{}",
+        lab.birdc(&["show", "route"])
+    );
+
+    // Fixing it in place moves the second Service. (How fast: the speed of
+    // edits is measured by scripts/bench-bgp.sh, not asserted here.)
+    std::fs::write(
+        &path,
+        format!("{web}{}", api("198.51.100.12", "2001:db8:100::12")),
+    )
+    .unwrap();
+    lab.wait("BIRD to see the moved Service", || {
+        holds("198.51.100.12/32") && !holds("198.51.100.11/32")
+    });
+    assert!(holds("198.51.100.10/32"));
+    assert_eq!(
+        count(&lab.herald_log(), "session established"),
+        1,
+        "edits must not reset the session:\n{}",
+        lab.herald_log()
+    );
+}
+
 #[test]
 fn bird_md5_right_password_establishes_and_wrong_one_never_does() {
     let _serial = lock();

@@ -220,31 +220,26 @@ spec:
     }
 
     /// Replaces the bridge's filter with `rules` (none: let all pass).
+    /// Replaces the switch's hold rules with `rules`, in one nft
+    /// transaction: were the old rules deleted before the new ones were
+    /// added, a retransmitted OPEN could slip through in between.
     fn gate(&self, rules: &[&str]) {
-        let sw = self.segment.switch();
-        let _ = sw.exec("nft", &["delete", "table", "bridge", "hgate"]);
-        if rules.is_empty() {
-            return;
+        let mut script = String::from("table bridge hgate\ndelete table bridge hgate\n");
+        if !rules.is_empty() {
+            script.push_str(
+                "table bridge hgate {\n  chain hold {\n    type filter hook forward priority 0;\n",
+            );
+            for rule in rules {
+                script.push_str(&format!("    {rule}\n"));
+            }
+            script.push_str("  }\n}\n");
         }
-        sw.exec("nft", &["add", "table", "bridge", "hgate"])
+        let path = self.dir.0.join("gate.nft");
+        std::fs::write(&path, script).unwrap();
+        self.segment
+            .switch()
+            .exec("nft", &["-f", path.to_str().unwrap()])
             .unwrap();
-        sw.exec(
-            "nft",
-            &[
-                "add",
-                "chain",
-                "bridge",
-                "hgate",
-                "hold",
-                "{ type filter hook forward priority 0; }",
-            ],
-        )
-        .unwrap();
-        for rule in rules {
-            let mut args = vec!["add", "rule", "bridge", "hgate", "hold"];
-            args.extend(rule.split_whitespace());
-            sw.exec("nft", &args).unwrap();
-        }
     }
 
     fn wait(&self, what: &str, mut check: impl FnMut() -> bool) {

@@ -4,24 +4,37 @@
 //! Tasks and channels:
 //!
 //! ```text
-//! manifests dir ──poll──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
-//!                             ▲                                        └─► l2::run   (ARP/NDP owner)
-//!            membership ──────┘ (alive speakers)
+//! manifests dir ──events──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
+//!                               ▲                                        └─► l2::run   (ARP/NDP owner)
+//!              membership ──────┘ (alive speakers)
 //! SIGTERM/SIGINT ──► shutdown ──► drivers withdraw / hand over, then exit
 //! ```
 //!
-//! The speaker keeps the last good manifests when a change does not load,
-//! and says why; drivers act only on the difference between views.
+//! Changes are noticed from inotify events, debounced, with a slow poll
+//! behind them (`changes`): a change reaches the drivers within tens of
+//! milliseconds, and within a second wherever events are missing.
+//!
+//! A change that does not load (a file that does not parse, an object that
+//! does not fit its kind) changes nothing: the speaker keeps the whole last
+//! good view, announcing and withdrawing nothing, says why (file, line,
+//! object), and tries again at the next change. The reload also waits for a
+//! file's writer to close it, so a file read mid-write is rare; one that
+//! parses anyway (cut at a document boundary) is replaced by the complete
+//! one a moment later, when its writer closes it. Writing to a temporary
+//! file and renaming it into place avoids even that.
+//!
+//! Drivers act only on the difference between views.
 
 mod bgp;
+mod changes;
 mod l2;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
@@ -29,10 +42,6 @@ use herald_core::announce::{AnnounceInput, Announcements, announce};
 use herald_core::policy::BUILT_IN;
 use herald_l2::membership::Membership;
 use tokio::sync::watch;
-
-/// How often the manifests directory is checked for changes: well inside
-/// the one second within which changes must take effect.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long a starting speaker waits to hear from every other member
 /// before it plans: one that planned alone would own every VIP for a
@@ -112,6 +121,8 @@ async fn serve(args: Args) -> ExitCode {
     let config = Config {
         load_balancer_class: args.load_balancer_class.clone(),
     };
+    // Watching starts before the first load, so no change is missed.
+    let mut changes = changes::Changes::new(&args.manifests);
     let manifests = match load_paths(&[&args.manifests]) {
         Ok(m) => m,
         Err(e) => {
@@ -153,8 +164,6 @@ async fn serve(args: Args) -> ExitCode {
     ));
     let l2 = tokio::spawn(l2::run(view_rx, shutdown_rx, membership.clone()));
 
-    let mut fingerprint = fingerprint(&args.manifests);
-    let mut ticker = tokio::time::interval(POLL_INTERVAL);
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -166,12 +175,7 @@ async fn serve(args: Args) -> ExitCode {
     loop {
         let planned = view_tx.borrow().alive.clone();
         tokio::select! {
-            _ = ticker.tick() => {
-                let now = self::fingerprint(&args.manifests);
-                if now == fingerprint {
-                    continue;
-                }
-                fingerprint = now;
+            () = changes.next() => {
                 match load_paths(&[&args.manifests]) {
                     Ok(m) => {
                         let view = plan(&args.node, m, &config, alive(&mut peers));
@@ -249,26 +253,4 @@ fn plan(
         announcements,
         alive,
     }
-}
-
-/// What changes when a manifest changes: every file's path, size and
-/// modification time.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => walk(&path, out),
-                Ok(m) => out.push((path, m.len(), m.modified().ok())),
-                Err(_) => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
 }
