@@ -140,6 +140,8 @@ pub(crate) fn query_to_wit<'a>(q: &'a AnnounceQuery<'_>) -> (QueryRef<'a>, Vec<A
     (query, labels)
 }
 
+/// Checks an announcer's answer: only eligible nodes, each once; for L2
+/// exactly one.
 pub(crate) fn check_choices(
     q: &AnnounceQuery<'_>,
     answer: Vec<wa::Choice>,

@@ -93,7 +93,9 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 
 /// Bytes of a linear memory kept resident and reset in place when a slot
 /// is reused, instead of being returned to the kernel: a fresh `Store` then
-/// costs no page faults for the plugin's stack and small heap.
+/// costs no page faults for the plugin's stack and small heap. Where the
+/// kernel has `PAGEMAP_SCAN` (Linux 6.7+, enabled below) only the pages the
+/// last call dirtied are reset; elsewhere all of it is `memset`.
 const KEEP_RESIDENT: usize = 1 << 20;
 
 impl Default for HostOptions {
@@ -169,6 +171,8 @@ impl Host {
             .max_memory_size(herald_core::plugin::MAX_MEMORY_LIMIT_MIB as usize * (1 << 20))
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(KEEP_RESIDENT)
+            // Reset only dirtied pages when the kernel can tell which: a
+            // call then costs a few µs less than with a 1 MiB `memset`.
             .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
