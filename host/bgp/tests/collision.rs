@@ -6,17 +6,17 @@
 //!
 //! Herald is 127.0.0.1 (listening there only), the peer 127.0.0.2.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::{WAIT, read_message, routes};
 use herald_bgp::fsm::Fsm;
-use herald_bgp::rib::{Attributes, Routes};
 use herald_bgp::{Config, Listeners, PeerConfig, Session, State};
 use herald_core::bgp::Asn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tokio::time::timeout;
 
 const HERALD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -24,7 +24,6 @@ const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// Herald's BGP Identifier.
 const HERALD_ID: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const PEER_ASN: u32 = 65001;
-const WAIT: Duration = Duration::from_secs(10);
 
 const OPEN: u8 = 1;
 const UPDATE: u8 = 2;
@@ -141,34 +140,9 @@ impl Lab {
     }
 }
 
-fn routes() -> watch::Receiver<Arc<Routes>> {
-    let mut r = Routes::new();
-    r.insert("198.51.100.10/32".parse().unwrap(), Attributes::default());
-    // The sender lives as long as the test: leak it.
-    let (tx, rx) = watch::channel(Arc::new(r));
-    std::mem::forget(tx);
-    rx
-}
-
 fn keepalive() -> Vec<u8> {
     let mut out = vec![0xff; 16];
     out.extend_from_slice(&[0, 19, KEEPALIVE]);
-    out
-}
-
-async fn read_message(stream: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 19];
-    timeout(WAIT, stream.read_exact(&mut header))
-        .await
-        .expect("a message from Herald in time")
-        .expect("a message header");
-    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
-    let mut out = header.to_vec();
-    out.resize(len, 0);
-    timeout(WAIT, stream.read_exact(&mut out[19..]))
-        .await
-        .expect("the message body in time")
-        .expect("the message body");
     out
 }
 

@@ -3,20 +3,19 @@
 //! (and RFC 6608) prescribes, reconnect with backoff, and keep its other
 //! sessions up.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use herald_bgp::rib::{Attributes, Routes};
+use common::{WAIT, read_message, routes};
 use herald_bgp::{Config, PeerConfig, Session, State};
 use herald_core::bgp::Asn;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::timeout;
 
 const PEER_ASN: u32 = 65001;
-const WAIT: Duration = Duration::from_secs(10);
 
 fn config(name: &str, remote: SocketAddr) -> PeerConfig {
     PeerConfig {
@@ -42,15 +41,6 @@ fn config(name: &str, remote: SocketAddr) -> PeerConfig {
     }
 }
 
-fn routes() -> watch::Receiver<Arc<Routes>> {
-    let mut r = Routes::new();
-    r.insert("198.51.100.10/32".parse().unwrap(), Attributes::default());
-    // The sender lives as long as the test: leak it.
-    let (tx, rx) = watch::channel(Arc::new(r));
-    std::mem::forget(tx);
-    rx
-}
-
 fn message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![0xff; 16];
     out.extend_from_slice(&u16::try_from(19 + body.len()).unwrap().to_be_bytes());
@@ -73,22 +63,6 @@ fn open(version: u8, asn: u32, hold: u16) -> Vec<u8> {
     body.push(u8::try_from(caps.len()).unwrap());
     body.extend_from_slice(&caps);
     message(1, &body)
-}
-
-async fn read_message(stream: &mut TcpStream) -> Vec<u8> {
-    let mut header = [0u8; 19];
-    timeout(WAIT, stream.read_exact(&mut header))
-        .await
-        .expect("a message from Herald in time")
-        .expect("a message header");
-    let len = usize::from(u16::from_be_bytes([header[16], header[17]]));
-    let mut out = header.to_vec();
-    out.resize(len, 0);
-    timeout(WAIT, stream.read_exact(&mut out[19..]))
-        .await
-        .expect("the message body in time")
-        .expect("the message body");
-    out
 }
 
 /// Accepts Herald's connection and reads its OPEN.

@@ -10,18 +10,15 @@
 //!
 //! Needs root, bird2, gobgpd and frr (scripts/test.sh installs them).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use herald_netns::{Netns, Process, Segment, run, wait_for};
+use common::bgp::{Lab, POLL, advertisement, lock};
+use herald_netns::{Process, run, wait_for};
 use serde_json::Value;
-
-/// The tests share the machine's two cores and the daemons' habits: one at
-/// a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const ROUTER_V4: &str = "192.0.2.1";
 const NODE_V4: &str = "192.0.2.2";
@@ -29,34 +26,11 @@ const ROUTER_V6: &str = "2001:db8:ff::1";
 const NODE_V6: &str = "2001:db8:ff::2";
 /// The router's AS in every test.
 const ROUTER_ASN: u32 = 65001;
+/// The hold time of every BGPPeer here.
+const HOLD_TIME: u16 = 9;
 const WAIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(100);
 /// The port of GoBGP's API inside the router namespace.
 const GOBGP_API: &str = "50051";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(herald_netns::unique("hbgp"));
-        std::fs::create_dir_all(path.join("manifests")).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A router namespace and node namespaces on one segment.
-struct Lab {
-    router: Netns,
-    nodes: Vec<Netns>,
-    _segment: Segment,
-    dir: TempDir,
-}
 
 /// Node `i`'s addresses (node 0 is `n1` at .2).
 fn node_v4(i: usize) -> String {
@@ -67,55 +41,22 @@ fn node_v6(i: usize) -> String {
     format!("2001:db8:ff::{}", i + 2)
 }
 
+/// This file's part of the lab (the shared part is in common/bgp.rs): the
+/// router dual-stack, node manifests, FRR, GoBGP and BIRD's detailed views.
 impl Lab {
     fn new() -> Lab {
         Lab::with_nodes(1)
     }
 
     fn with_nodes(count: usize) -> Lab {
-        let segment = Segment::new().unwrap();
-        let router = Netns::new("br").unwrap();
-        segment.attach(&router, "eth0").unwrap();
-        let mut addresses = vec![(ROUTER_V4.to_owned(), ROUTER_V6.to_owned())];
-        let mut nodes = Vec::new();
-        for i in 0..count {
-            let node = Netns::new("bn").unwrap();
-            segment.attach(&node, "eth0").unwrap();
-            addresses.push((node_v4(i), node_v6(i)));
-            nodes.push(node);
-        }
-        for (ns, (v4, v6)) in std::iter::once(&router).chain(&nodes).zip(&addresses) {
-            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"])
-                .unwrap();
-            ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"])
-                .unwrap();
-        }
-        let dir = TempDir::new();
-        Lab {
-            router,
-            nodes,
-            _segment: segment,
-            dir,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.0.join(name)
-    }
-
-    fn manifests(&self) -> PathBuf {
-        self.path("manifests")
-    }
-
-    /// Writes (or replaces) one manifest file.
-    fn write(&self, file: &str, yaml: &str) {
-        let tmp = self.path("tmp.yaml");
-        std::fs::write(&tmp, yaml).unwrap();
-        std::fs::rename(&tmp, self.manifests().join(file)).unwrap();
-    }
-
-    fn remove(&self, file: &str) {
-        std::fs::remove_file(self.manifests().join(file)).unwrap();
+        let nodes: Vec<Vec<String>> = (0..count)
+            .map(|i| vec![format!("{}/24", node_v4(i)), format!("{}/64", node_v6(i))])
+            .collect();
+        Lab::with_addresses(
+            &[format!("{ROUTER_V4}/24"), format!("{ROUTER_V6}/64")],
+            &nodes,
+            WAIT,
+        )
     }
 
     /// The nodes, a pool, a dual-stack Service with its addresses.
@@ -161,7 +102,7 @@ spec:
         let conf_path = dir.join("frr.conf");
         std::fs::write(&conf_path, conf).unwrap();
         run("chown", &["-R", "frr:frr", dir.to_str().unwrap()]).unwrap();
-        run("chmod", &["755", self.dir.0.to_str().unwrap()]).unwrap();
+        run("chmod", &["755", self.dir.path().to_str().unwrap()]).unwrap();
         let d = dir.to_str().unwrap();
         let zserv = format!("{d}/zserv.api");
         let start = |daemon: &str| {
@@ -243,62 +184,6 @@ spec:
             .unwrap_or(Value::Null)
     }
 
-    fn herald(&self) -> Process {
-        self.herald_on(0)
-    }
-
-    fn herald_on(&self, i: usize) -> Process {
-        let name = format!("n{}", i + 1);
-        self.nodes[i]
-            .spawn(
-                "env",
-                &[
-                    "RUST_LOG=info",
-                    env!("CARGO_BIN_EXE_herald"),
-                    "speaker",
-                    "--node",
-                    &name,
-                    "--manifests",
-                    self.manifests().to_str().unwrap(),
-                ],
-                Some(&self.path(&format!("herald-{i}.log"))),
-            )
-            .unwrap()
-    }
-
-    fn herald_log(&self) -> String {
-        std::fs::read_to_string(self.path("herald-0.log")).unwrap_or_default()
-    }
-
-    fn bird(&self, conf: &str) -> Process {
-        std::fs::write(self.path("bird.conf"), conf).unwrap();
-        self.router
-            .spawn(
-                "bird",
-                &[
-                    "-f",
-                    "-c",
-                    self.path("bird.conf").to_str().unwrap(),
-                    "-s",
-                    self.path("bird.ctl").to_str().unwrap(),
-                    "-P",
-                    self.path("bird.pid").to_str().unwrap(),
-                ],
-                Some(&self.path("bird.log")),
-            )
-            .unwrap()
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        let ctl = self.path("bird.ctl");
-        let mut all = vec!["-s", ctl.to_str().unwrap()];
-        all.extend_from_slice(args);
-        match run("birdc", &all) {
-            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-            Err(e) => e.to_string(),
-        }
-    }
-
     fn bird_established(&self) -> bool {
         self.birdc(&["show", "protocols", "herald"])
             .contains("Established")
@@ -313,10 +198,6 @@ spec:
             .and_then(|l| l.split_whitespace().nth(4))
             .unwrap_or_else(|| panic!("no `herald` protocol in\n{out}"))
             .to_owned()
-    }
-
-    fn bird_route(&self, prefix: &str) -> String {
-        self.birdc(&["show", "route", "all", prefix])
     }
 
     /// Everything BIRD imported from Herald, parsed.
@@ -338,30 +219,6 @@ spec:
                 .is_ok_and(|o| !o.stdout.is_empty())
         });
     }
-
-    /// Every log the lab's processes wrote, for failure messages.
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir.0)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        files.sort();
-        for file in files {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            out.push_str(&format!("--- {} ---\n{text}\n", file.display()));
-        }
-        out
-    }
-
-    fn wait(&self, what: &str, mut check: impl FnMut() -> bool) {
-        if let Err(e) = wait_for(what, WAIT, POLL, || check().then_some(())) {
-            panic!("{e}\n{}", self.logs());
-        }
-    }
 }
 
 fn service(name: &str, v4: &str, v6: &str) -> String {
@@ -381,29 +238,9 @@ status:
     )
 }
 
+/// A BGPPeer with this file's hold time.
 fn peer(name: &str, address: &str, peer_asn: u32, my_asn: u32, extra: &str) -> String {
-    format!(
-        r#"apiVersion: herald.dev/v1alpha1
-kind: BGPPeer
-metadata: {{name: {name}}}
-spec:
-  peerAddress: "{address}"
-  peerASN: {peer_asn}
-  myASN: {my_asn}
-  holdTime: 9
-{extra}"#
-    )
-}
-
-fn advertisement(extra: &str) -> String {
-    format!(
-        r#"apiVersion: herald.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {{name: public}}
-spec:
-  ipPools: [public]
-{extra}"#
-    )
+    common::bgp::peer(name, address, peer_asn, my_asn, HOLD_TIME, extra)
 }
 
 /// A BIRD configuration with one BGP protocol `herald` importing everything.
@@ -433,16 +270,13 @@ fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 // ---------------------------------------------------------------------------
 // Routes as a router shows them, normalised across daemons.
 
 /// One route as the router holds it. Communities are written `high:low`
 /// in decimal (well-known names resolved), large communities `a:b:c`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The default, no attribute and not selected, is where parsers start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Route {
     origin: String,
     as_path: Vec<u32>,
@@ -507,15 +341,8 @@ fn parse_bird_routes(out: &str) -> BTreeMap<String, BirdRoute> {
                 .unwrap_or_default()
                 .to_owned();
             let route = Route {
-                origin: String::new(),
-                as_path: Vec::new(),
-                next_hop: String::new(),
-                med: None,
-                local_pref: None,
-                communities: Vec::new(),
-                large_communities: Vec::new(),
-                other: Vec::new(),
                 selected: dest == "unicast" && line.contains("] * "),
+                ..Route::default()
             };
             current = Some((prefix, BirdRoute { route, changed }, String::new()));
             continue;
@@ -630,15 +457,8 @@ fn parse_gobgp_rib(rib: &Value) -> Routes {
         );
         let path = &paths[0];
         let mut r = Route {
-            origin: String::new(),
-            as_path: Vec::new(),
-            next_hop: String::new(),
-            med: None,
-            local_pref: None,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
-            other: Vec::new(),
             selected: path["best"] == Value::Bool(true),
+            ..Route::default()
         };
         for attr in path["attrs"].as_array().into_iter().flatten() {
             match attr["type"].as_u64() {
@@ -1264,7 +1084,7 @@ fn bird_in_place_edits_apply_and_half_written_or_broken_files_withdraw_nothing()
     // second one 60 ms later (three times the speaker's quiet time, a fifth
     // of its bound), then closed. The reload waits for the close and sees
     // both Services: half a file is never taken for the whole truth.
-    let path = lab.manifests().join("service.yaml");
+    let path = lab.manifest_dir().join("service.yaml");
     {
         let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(web.as_bytes()).unwrap();

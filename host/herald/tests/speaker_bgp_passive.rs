@@ -12,74 +12,27 @@
 //!
 //! Needs root, bird2, socat and nftables (scripts/test.sh installs them).
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+mod common;
+
 use std::time::Duration;
 
-use herald_netns::{Netns, Process, Segment, run, wait_for};
-
-/// The tests share the machine's two cores and the daemons' habits: one at
-/// a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+use common::bgp::{Lab, advertisement, lock, peer};
 
 const ROUTER_V4: &str = "192.0.2.1";
 const NODE_V4: &str = "192.0.2.2";
 /// A second address of the router's that no BGPPeer names.
 const STRANGER_V4: &str = "192.0.2.9";
 const WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(100);
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(herald_netns::unique("hbgpp"));
-        std::fs::create_dir_all(path.join("manifests")).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A router and one node on one segment.
-struct Lab {
-    router: Netns,
-    node: Netns,
-    segment: Segment,
-    dir: TempDir,
-}
-
+/// This file's part of the lab (the shared part is in common/bgp.rs): a
+/// router and one node on IPv4, and the nftables gate on the switch.
 impl Lab {
     fn new() -> Lab {
-        let segment = Segment::new().unwrap();
-        let router = Netns::new("pr").unwrap();
-        let node = Netns::new("pn").unwrap();
-        segment.attach(&router, "eth0").unwrap();
-        segment.attach(&node, "eth0").unwrap();
-        for (ns, v4) in [(&router, ROUTER_V4), (&node, NODE_V4)] {
-            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"])
-                .unwrap();
-        }
-        Lab {
-            router,
-            node,
-            segment,
-            dir: TempDir::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.0.join(name)
-    }
-
-    fn write(&self, file: &str, yaml: &str) {
-        let tmp = self.path("tmp.yaml");
-        std::fs::write(&tmp, yaml).unwrap();
-        std::fs::rename(&tmp, self.path("manifests").join(file)).unwrap();
+        Lab::with_addresses(
+            &[format!("{ROUTER_V4}/24")],
+            &[vec![format!("{NODE_V4}/24")]],
+            WAIT,
+        )
     }
 
     /// The node, a pool, a Service, an advertisement and the BGPPeer with
@@ -111,85 +64,21 @@ status:
   loadBalancer:
     ingress: [{{ip: 198.51.100.10}}]
 ---
-apiVersion: herald.dev/v1alpha1
-kind: BGPAdvertisement
-metadata: {{name: public}}
-spec:
-  ipPools: [public]
-"#
+{}"#,
+                advertisement("")
             ),
         );
         self.write(
             "peer.yaml",
-            &format!(
-                r#"apiVersion: herald.dev/v1alpha1
-kind: BGPPeer
-metadata: {{name: tor}}
-spec:
-  peerAddress: "{ROUTER_V4}"
-  peerASN: 65001
-  myASN: 4200000001
-  holdTime: {hold_time}
-  families: [ipv4]
-{extra}"#
+            &peer(
+                "tor",
+                ROUTER_V4,
+                65001,
+                4_200_000_001,
+                hold_time,
+                &format!("  families: [ipv4]\n{extra}"),
             ),
         );
-    }
-
-    fn herald(&self) -> Process {
-        self.node
-            .spawn(
-                "env",
-                &[
-                    "RUST_LOG=info",
-                    env!("CARGO_BIN_EXE_herald"),
-                    "speaker",
-                    "--node",
-                    "n1",
-                    "--manifests",
-                    self.path("manifests").to_str().unwrap(),
-                ],
-                Some(&self.path("herald.log")),
-            )
-            .unwrap()
-    }
-
-    fn herald_log(&self) -> String {
-        std::fs::read_to_string(self.path("herald.log")).unwrap_or_default()
-    }
-
-    fn bird(&self, conf: &str) -> Process {
-        let path = self.path("bird.conf");
-        std::fs::write(&path, conf).unwrap();
-        self.router
-            .spawn(
-                "bird",
-                &[
-                    "-f",
-                    "-c",
-                    path.to_str().unwrap(),
-                    "-s",
-                    self.path("bird.ctl").to_str().unwrap(),
-                    "-P",
-                    self.path("bird.pid").to_str().unwrap(),
-                ],
-                Some(&self.path("bird.log")),
-            )
-            .unwrap()
-    }
-
-    fn bird_log(&self) -> String {
-        std::fs::read_to_string(self.path("bird.log")).unwrap_or_default()
-    }
-
-    fn birdc(&self, args: &[&str]) -> String {
-        let ctl = self.path("bird.ctl");
-        let mut all = vec!["-s", ctl.to_str().unwrap()];
-        all.extend_from_slice(args);
-        match run("birdc", &all) {
-            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-            Err(e) => e.to_string(),
-        }
     }
 
     fn protocol(&self, name: &str) -> String {
@@ -197,32 +86,12 @@ spec:
     }
 
     fn bird_holds_the_route(&self) -> bool {
-        self.birdc(&["show", "route", "all", "198.51.100.10/32"])
-            .contains("BGP.origin")
+        self.bird_route("198.51.100.10/32").contains("BGP.origin")
     }
 
-    /// The node's established TCP connections to or from port 179, as
-    /// (local, peer) address:port pairs.
-    fn bgp_connections(&self) -> Vec<(String, String)> {
-        let out = self
-            .node
-            .exec("ss", &["-Htn", "state", "established"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.lines()
-            .filter_map(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let (local, peer) = (fields.get(2)?, fields.get(3)?);
-                (local.ends_with(":179") || peer.ends_with(":179"))
-                    .then(|| (local.to_string(), peer.to_string()))
-            })
-            .collect()
-    }
-
-    /// Replaces the bridge's filter with `rules` (none: let all pass).
-    /// Replaces the switch's hold rules with `rules`, in one nft
-    /// transaction: were the old rules deleted before the new ones were
-    /// added, a retransmitted OPEN could slip through in between.
+    /// Replaces the switch's hold rules with `rules` (none: let all pass),
+    /// in one nft transaction: were the old rules deleted before the new
+    /// ones were added, a retransmitted OPEN could slip through in between.
     fn gate(&self, rules: &[&str]) {
         let mut script = String::from("table bridge hgate\ndelete table bridge hgate\n");
         if !rules.is_empty() {
@@ -234,28 +103,12 @@ spec:
             }
             script.push_str("  }\n}\n");
         }
-        let path = self.dir.0.join("gate.nft");
+        let path = self.path("gate.nft");
         std::fs::write(&path, script).unwrap();
         self.segment
             .switch()
             .exec("nft", &["-f", path.to_str().unwrap()])
             .unwrap();
-    }
-
-    fn wait(&self, what: &str, mut check: impl FnMut() -> bool) {
-        if let Err(e) = wait_for(what, WAIT, POLL, || check().then_some(())) {
-            self.fail(&e.to_string());
-        }
-    }
-
-    /// Fails the test with `why`, the connections and both logs.
-    fn fail(&self, why: &str) -> ! {
-        panic!(
-            "{why}\n--- connections ---\n{:?}\n--- herald log ---\n{}\n--- bird log ---\n{}",
-            self.bgp_connections(),
-            self.herald_log(),
-            self.bird_log()
-        );
     }
 }
 
@@ -267,10 +120,6 @@ fn bird_conf(router_id: &str, extra: &str) -> String {
          connect delay time 1; connect retry time 2; debug {{ states, events }}; {extra}\n\
          ipv4 {{ import all; export none; }}; }}\n"
     )
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a connection was opened by Herald (its side is not port 179).
@@ -288,7 +137,7 @@ fn passive_herald_takes_birds_connection_and_never_connects() {
     lab.wait("BIRD to hold 198.51.100.10/32 from passive Herald", || {
         lab.bird_holds_the_route()
     });
-    let connections = lab.bgp_connections();
+    let connections = lab.bgp_connections(0);
     assert_eq!(
         connections.len(),
         1,
@@ -368,7 +217,7 @@ fn collision(bird_router_id: &str, herald_keeps_its_own: bool) {
     });
     let _herald = lab.herald();
     lab.wait("both TCP connections up, both OPENs held", || {
-        let c = lab.bgp_connections();
+        let c = lab.bgp_connections(0);
         c.len() == 2 && c.iter().any(opened_by_herald) && !c.iter().all(opened_by_herald)
     });
     // Phase 2: nothing from Herald reaches BIRD. BIRD's OPEN on the
@@ -401,7 +250,7 @@ fn collision(bird_router_id: &str, herald_keeps_its_own: bool) {
     // (or resolves the collision the same way) and establishes on the other.
     lab.gate(&[]);
     lab.wait("BIRD to hold the route", || lab.bird_holds_the_route());
-    let connections = lab.bgp_connections();
+    let connections = lab.bgp_connections(0);
     if connections.len() != 1 || opened_by_herald(&connections[0]) != herald_keeps_its_own {
         lab.fail("the higher router ID keeps the connection it opened, and only that one");
     }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use herald_core::announce::rendezvous_score;
-use herald_netns::{Netns, Process, Segment, wait_for};
+use herald_netns::{Netns, Process, Segment, TempDir, wait_for};
 
 /// Network tests share the machine's two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -30,27 +30,6 @@ fn node_ip(i: usize) -> String {
 
 fn node_ip6(i: usize) -> String {
     format!("2001:db8::{}", 11 + i)
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "herald-{tag}-{}-{}",
-            std::process::id(),
-            herald_netns::unique("d")
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One node: its namespace, MAC, listeners and speaker.
@@ -98,8 +77,8 @@ impl Lab {
         client
             .ip(&["addr", "add", "2001:db8::64/64", "dev", "eth0", "nodad"])
             .unwrap();
-        let dir = TempDir::new("l2");
-        std::fs::write(dir.0.join("objects.yaml"), manifests).unwrap();
+        let dir = TempDir::new("hl2").unwrap();
+        std::fs::write(dir.join("objects.yaml"), manifests).unwrap();
         let vips: Vec<IpAddr> = vips.iter().map(|v| v.parse().unwrap()).collect();
         let mut hosts = Vec::new();
         for (i, name) in NODES.into_iter().enumerate() {
@@ -171,7 +150,7 @@ impl Lab {
     }
 
     fn log(&self, i: usize) -> PathBuf {
-        self.dir.0.join(format!("{}.log", NODES[i]))
+        self.dir.join(format!("{}.log", NODES[i]))
     }
 
     /// Starts node `i`'s speaker (optionally under `wrapper`, e.g. setpriv).
@@ -179,7 +158,7 @@ impl Lab {
         let members: Vec<String> = (0..NODES.len())
             .map(|j| format!("{}:7946", node_ip(j)))
             .collect();
-        let manifests = self.dir.0.join("objects.yaml");
+        let manifests = self.dir.join("objects.yaml");
         let bind = format!("{}:7946", node_ip(i));
         let members = members.join(",");
         let mut args: Vec<&str> = wrapper.to_vec();

@@ -3,13 +3,16 @@
 //! processes, all removed again when their guards drop, also when a test
 //! fails (panics unwind through the guards).
 //!
+//! Files a test writes (configurations, manifests, logs) go into a
+//! [`TempDir`], removed the same way.
+//!
 //! Safety rules (the project's network rules): tests use only documentation
 //! prefixes (198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24, 2001:db8::/32)
 //! inside namespaces they made; this harness never adds a default route.
 //! Needs root and `ip` (iproute2).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -59,6 +62,40 @@ pub fn unique(prefix: &str) -> String {
         "interface name {name:?} is longer than 15 bytes"
     );
     name
+}
+
+/// A directory of a test's own under the system's temporary directory, for
+/// the configurations, manifests and logs of the processes it starts;
+/// removed with everything in it when dropped, also when a test fails.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates the empty directory `{prefix}{pid}x{n}` (a name from
+    /// [`unique`]) in the system's temporary directory.
+    pub fn new(prefix: &str) -> Result<TempDir> {
+        let path = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir(&path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of `name` inside the directory.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// A network namespace, deleted (with every process still in it killed)
@@ -324,6 +361,20 @@ mod tests {
         for n in names {
             assert!(!listed.contains(&n), "{n} was not removed");
         }
+    }
+
+    #[test]
+    fn temp_dirs_are_distinct_and_removed_with_their_contents() {
+        let a = TempDir::new("htd").unwrap();
+        let b = TempDir::new("htd").unwrap();
+        assert_ne!(a.path(), b.path());
+        std::fs::create_dir(a.join("manifests")).unwrap();
+        std::fs::write(a.join("manifests").join("x.yaml"), "x").unwrap();
+        let path = a.path().to_owned();
+        assert!(path.starts_with(std::env::temp_dir()), "{path:?}");
+        drop(a);
+        assert!(!path.exists(), "{path:?} was not removed");
+        assert!(b.path().is_dir());
     }
 
     #[test]

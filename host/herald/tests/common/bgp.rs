@@ -1,0 +1,267 @@
+//! The lab of the BGP end-to-end tests (`speaker_bgp`, `speaker_bgp_passive`):
+//! a router namespace and node namespaces on one bridged segment, a
+//! temporary directory for manifests, configurations and logs, the built
+//! `herald speaker` on the nodes and BIRD on the router. Each test file adds
+//! the methods only it needs in an `impl Lab` of its own, and its router
+//! configurations.
+
+// Each test binary compiles this module separately and uses its own part of
+// it; what one binary leaves unused is not dead.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use herald_netns::{Netns, Process, Segment, TempDir, run, wait_for};
+
+/// How often a wait looks again.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The tests share the machine's two cores and the daemons' habits: one at
+/// a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the test binary's one-at-a-time lock (also after a test panicked
+/// holding it).
+pub fn lock() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A router namespace and node namespaces on one segment, all removed with
+/// the lab.
+pub struct Lab {
+    pub router: Netns,
+    /// Node `i` runs Herald as the Kubernetes node `n{i+1}`.
+    pub nodes: Vec<Netns>,
+    pub segment: Segment,
+    /// Manifests (in `manifests/`), configurations and logs (`*.log`).
+    pub dir: TempDir,
+    /// How long [`Lab::wait`] waits.
+    pub timeout: Duration,
+}
+
+impl Lab {
+    /// The router with the `router` addresses and one node for each entry
+    /// of `nodes` with its addresses, each `ADDRESS/LENGTH` on the host's
+    /// `eth0` (IPv6 without duplicate address detection: usable at once);
+    /// an empty `manifests` directory. [`Lab::wait`] gives up after
+    /// `timeout`.
+    pub fn with_addresses(router: &[String], nodes: &[Vec<String>], timeout: Duration) -> Lab {
+        let segment = Segment::new().unwrap();
+        let router_ns = Netns::new("br").unwrap();
+        segment.attach(&router_ns, "eth0").unwrap();
+        let mut node_ns = Vec::new();
+        for _ in nodes {
+            let node = Netns::new("bn").unwrap();
+            segment.attach(&node, "eth0").unwrap();
+            node_ns.push(node);
+        }
+        let hosts = std::iter::once((&router_ns, router))
+            .chain(node_ns.iter().zip(nodes.iter().map(Vec::as_slice)));
+        for (ns, addresses) in hosts {
+            for address in addresses {
+                let mut args = vec!["addr", "add", address, "dev", "eth0"];
+                if address.contains(':') {
+                    args.push("nodad");
+                }
+                ns.ip(&args).unwrap();
+            }
+        }
+        let dir = TempDir::new("hbgp").unwrap();
+        std::fs::create_dir(dir.join("manifests")).unwrap();
+        Lab {
+            router: router_ns,
+            nodes: node_ns,
+            segment,
+            dir,
+            timeout,
+        }
+    }
+
+    /// A file in the lab's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The manifest directory every node's Herald reads.
+    pub fn manifest_dir(&self) -> PathBuf {
+        self.path("manifests")
+    }
+
+    /// Writes (or replaces) one manifest file at once, by a rename.
+    pub fn write(&self, file: &str, yaml: &str) {
+        let tmp = self.path("tmp.yaml");
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.manifest_dir().join(file)).unwrap();
+    }
+
+    /// Removes one manifest file.
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.manifest_dir().join(file)).unwrap();
+    }
+
+    /// Starts Herald on node 0.
+    pub fn herald(&self) -> Process {
+        self.herald_on(0)
+    }
+
+    /// Starts Herald on node `i`, logging to `herald-{i}.log`.
+    pub fn herald_on(&self, i: usize) -> Process {
+        let name = format!("n{}", i + 1);
+        self.nodes[i]
+            .spawn(
+                "env",
+                &[
+                    "RUST_LOG=info",
+                    env!("CARGO_BIN_EXE_herald"),
+                    "speaker",
+                    "--node",
+                    &name,
+                    "--manifests",
+                    self.manifest_dir().to_str().unwrap(),
+                ],
+                Some(&self.path(&format!("herald-{i}.log"))),
+            )
+            .unwrap()
+    }
+
+    /// What Herald on node 0 logged so far.
+    pub fn herald_log(&self) -> String {
+        std::fs::read_to_string(self.path("herald-0.log")).unwrap_or_default()
+    }
+
+    /// Starts BIRD on the router with `conf` (kept as `bird.conf`), its
+    /// control socket for [`Lab::birdc`].
+    pub fn bird(&self, conf: &str) -> Process {
+        let path = self.path("bird.conf");
+        std::fs::write(&path, conf).unwrap();
+        self.router
+            .spawn(
+                "bird",
+                &[
+                    "-f",
+                    "-c",
+                    path.to_str().unwrap(),
+                    "-s",
+                    self.path("bird.ctl").to_str().unwrap(),
+                    "-P",
+                    self.path("bird.pid").to_str().unwrap(),
+                ],
+                Some(&self.path("bird.log")),
+            )
+            .unwrap()
+    }
+
+    /// What BIRD logged so far.
+    pub fn bird_log(&self) -> String {
+        std::fs::read_to_string(self.path("bird.log")).unwrap_or_default()
+    }
+
+    /// `birdc ARGS…`'s answer, or the error while BIRD does not answer.
+    pub fn birdc(&self, args: &[&str]) -> String {
+        let ctl = self.path("bird.ctl");
+        let mut all = vec!["-s", ctl.to_str().unwrap()];
+        all.extend_from_slice(args);
+        match run("birdc", &all) {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// BIRD's routes for `prefix`, with their attributes.
+    pub fn bird_route(&self, prefix: &str) -> String {
+        self.birdc(&["show", "route", "all", prefix])
+    }
+
+    /// Node `i`'s established TCP connections to or from port 179, as
+    /// (local, peer) address:port pairs.
+    pub fn bgp_connections(&self, i: usize) -> Vec<(String, String)> {
+        let out = self.nodes[i]
+            .exec("ss", &["-Htn", "state", "established"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (local, peer) = (fields.get(2)?, fields.get(3)?);
+                (local.ends_with(":179") || peer.ends_with(":179"))
+                    .then(|| (local.to_string(), peer.to_string()))
+            })
+            .collect()
+    }
+
+    /// Every log the lab's processes wrote, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            out.push_str(&format!("--- {} ---\n{text}\n", file.display()));
+        }
+        out
+    }
+
+    /// Waits until `check` holds, at most [`Lab::timeout`]; fails the test
+    /// as [`Lab::fail`] does otherwise.
+    pub fn wait(&self, what: &str, mut check: impl FnMut() -> bool) {
+        if let Err(e) = wait_for(what, self.timeout, POLL, || check().then_some(())) {
+            self.fail(&e.to_string());
+        }
+    }
+
+    /// Fails the test with `why`, each node's BGP connections and every log.
+    pub fn fail(&self, why: &str) -> ! {
+        let mut connections = String::new();
+        for i in 0..self.nodes.len() {
+            connections.push_str(&format!(
+                "--- BGP connections of n{} ---\n{:?}\n",
+                i + 1,
+                self.bgp_connections(i)
+            ));
+        }
+        panic!("{why}\n{connections}{}", self.logs());
+    }
+}
+
+/// A BGPPeer manifest; `extra` adds spec lines (indented by two spaces).
+pub fn peer(
+    name: &str,
+    address: &str,
+    peer_asn: u32,
+    my_asn: u32,
+    hold_time: u16,
+    extra: &str,
+) -> String {
+    format!(
+        r#"apiVersion: herald.dev/v1alpha1
+kind: BGPPeer
+metadata: {{name: {name}}}
+spec:
+  peerAddress: "{address}"
+  peerASN: {peer_asn}
+  myASN: {my_asn}
+  holdTime: {hold_time}
+{extra}"#
+    )
+}
+
+/// The BGPAdvertisement `public` of the pool `public`; `extra` adds spec
+/// lines (indented by two spaces).
+pub fn advertisement(extra: &str) -> String {
+    format!(
+        r#"apiVersion: herald.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {{name: public}}
+spec:
+  ipPools: [public]
+{extra}"#
+    )
+}
