@@ -6,15 +6,15 @@
 //!
 //! Herald is 127.0.0.1 (listening there only), the peer 127.0.0.2.
 
-mod common;
+mod raw_peer;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{WAIT, read_message, routes};
 use herald_bgp::fsm::Fsm;
 use herald_bgp::{Config, Listeners, PeerConfig, Session, State};
 use herald_core::bgp::Asn;
+use raw_peer::{WAIT, read_message, routes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::timeout;

@@ -3,14 +3,14 @@
 //! (and RFC 6608) prescribes, reconnect with backoff, and keep its other
 //! sessions up.
 
-mod common;
+mod raw_peer;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{WAIT, read_message, routes};
 use herald_bgp::{Config, PeerConfig, Session, State};
 use herald_core::bgp::Asn;
+use raw_peer::{WAIT, read_message, routes};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;

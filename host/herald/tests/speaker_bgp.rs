@@ -10,13 +10,13 @@
 //!
 //! Needs root, bird2, gobgpd and frr (scripts/test.sh installs them).
 
-mod common;
+mod bgp_lab;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use common::bgp::{Lab, POLL, advertisement, lock};
+use bgp_lab::{Lab, POLL, advertisement, lock};
 use herald_netns::{Process, run, wait_for};
 use serde_json::Value;
 
@@ -41,7 +41,7 @@ fn node_v6(i: usize) -> String {
     format!("2001:db8:ff::{}", i + 2)
 }
 
-/// This file's part of the lab (the shared part is in common/bgp.rs): the
+/// This file's part of the lab (the shared part is in bgp_lab/mod.rs): the
 /// router dual-stack, node manifests, FRR, GoBGP and BIRD's detailed views.
 impl Lab {
     fn new() -> Lab {
@@ -240,7 +240,7 @@ status:
 
 /// A BGPPeer with this file's hold time.
 fn peer(name: &str, address: &str, peer_asn: u32, my_asn: u32, extra: &str) -> String {
-    common::bgp::peer(name, address, peer_asn, my_asn, HOLD_TIME, extra)
+    bgp_lab::peer(name, address, peer_asn, my_asn, HOLD_TIME, extra)
 }
 
 /// A BIRD configuration with one BGP protocol `herald` importing everything.

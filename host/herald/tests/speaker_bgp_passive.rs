@@ -12,11 +12,11 @@
 //!
 //! Needs root, bird2, socat and nftables (scripts/test.sh installs them).
 
-mod common;
+mod bgp_lab;
 
 use std::time::Duration;
 
-use common::bgp::{Lab, advertisement, lock, peer};
+use bgp_lab::{Lab, advertisement, lock, peer};
 
 const ROUTER_V4: &str = "192.0.2.1";
 const NODE_V4: &str = "192.0.2.2";
@@ -24,7 +24,7 @@ const NODE_V4: &str = "192.0.2.2";
 const STRANGER_V4: &str = "192.0.2.9";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// This file's part of the lab (the shared part is in common/bgp.rs): a
+/// This file's part of the lab (the shared part is in bgp_lab/mod.rs): a
 /// router and one node on IPv4, and the nftables gate on the switch.
 impl Lab {
     fn new() -> Lab {

@@ -5,13 +5,13 @@
 //!
 //!   cargo bench -p herald-policy --bench policy
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
 
 use std::hint::black_box;
 
-use common::{candidates, nodes, spec, wasm};
 use criterion::{Criterion, criterion_group, criterion_main};
+use fixtures::{candidates, nodes, spec, wasm};
 use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode, Rendezvous};
 use herald_core::plugin::{FailurePolicy, World};
 use herald_core::policy::{AllocatorPolicy, Plugin, Policies};

@@ -3,13 +3,13 @@
 //! plus 10 ms, memory stays bounded, the failure policy is applied, and
 //! the failure is reported with the plugin's name.
 
-mod common;
+mod fixtures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{candidates, nodes, spec, wasm};
+use fixtures::{candidates, nodes, spec, wasm};
 use herald_core::Config;
 use herald_core::announce::{
     AnnounceInput, AnnounceQuery, AnnouncerPolicy, Endpoints, Mode, announce,

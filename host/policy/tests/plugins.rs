@@ -3,12 +3,12 @@
 //! concrete inputs; loading refuses every kind of wrong component; a
 //! plugin is replaced while running.
 
-mod common;
+mod fixtures;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use common::{candidates, nodes, spec, wasm};
+use fixtures::{candidates, nodes, spec, wasm};
 use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode};
 use herald_core::plugin::World;
 use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
