@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::addr::{AddressRange, Family};
 use crate::selector::LabelSelector;
@@ -113,6 +114,10 @@ impl Ranges {
 /// holding at least one usable (non-buggy) address, so the lowest free address
 /// is the first usable address of the first interval: O(log n), however many
 /// addresses are taken.
+///
+/// Cloning is cheap: the intervals are shared until one of the clones
+/// changes (a policy plugin gets its own view of the pool for one call, so a
+/// pool with thousands of holes is not copied for every decision).
 #[derive(Clone, Debug)]
 pub(crate) struct FamilyPool {
     family: Family,
@@ -120,7 +125,7 @@ pub(crate) struct FamilyPool {
     ranges: Ranges,
     capacity: u128,
     taken: u128,
-    free: BTreeMap<u128, u128>,
+    free: Arc<BTreeMap<u128, u128>>,
 }
 
 impl FamilyPool {
@@ -132,7 +137,7 @@ impl FamilyPool {
             ranges,
             capacity: 0,
             taken: 0,
-            free: BTreeMap::new(),
+            free: Arc::new(BTreeMap::new()),
         };
         let ranges: Vec<_> = pool.ranges.iter().collect();
         for (first, last) in ranges {
@@ -170,7 +175,7 @@ impl FamilyPool {
 
     fn insert_free(&mut self, first: u128, last: u128) {
         if self.first_usable(first, last).is_some() {
-            self.free.insert(first, last);
+            Arc::make_mut(&mut self.free).insert(first, last);
         }
     }
 
@@ -243,7 +248,7 @@ impl FamilyPool {
         let Some((first, last)) = self.interval_of(v) else {
             return false;
         };
-        self.free.remove(&first);
+        Arc::make_mut(&mut self.free).remove(&first);
         self.taken += 1;
         if v > first {
             self.insert_free(first, v - 1);

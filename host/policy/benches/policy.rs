@@ -126,6 +126,34 @@ fn allocate(c: &mut Criterion) {
         b.iter(|| Allocator::new(black_box(&snapshot), &config, &policies).into_plan())
     });
     g.finish();
+
+    // Many Services into one pool: each Wasm call sees the pool as it is
+    // then, so the cost of handing the pool to the plugin must not grow
+    // with the addresses already taken.
+    // 198.18.0.0/15 is the benchmarking range (RFC 2544), as in the
+    // allocator benchmarks.
+    let mut pool = PoolSpec::new(vec!["198.18.0.0/16".parse().unwrap()]);
+    pool.allocator_plugin = Some("stable".into());
+    let many = Snapshot {
+        pools: vec![PoolDecl {
+            name: "public".into(),
+            created: None,
+            spec: Ok(pool),
+        }],
+        services: (0..2000)
+            .map(|i| Service::new("shop", &format!("web-{i}")))
+            .collect(),
+        ..Snapshot::default()
+    };
+    let mut g = c.benchmark_group("allocate-2000-services");
+    g.sample_size(10);
+    g.bench_function("built-in", |b| {
+        b.iter(|| Allocator::new(black_box(&many), &config, &Policies::default()).into_plan())
+    });
+    g.bench_function("wasm-stable-hash", |b| {
+        b.iter(|| Allocator::new(black_box(&many), &config, &policies).into_plan())
+    });
+    g.finish();
 }
 
 fn load(c: &mut Criterion) {
