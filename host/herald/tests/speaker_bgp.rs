@@ -16,21 +16,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use bgp_lab::{Lab, POLL, advertisement, lock};
-use herald_netns::{Process, run, wait_for};
+use bgp_lab::routes::{Daemon, Route, Routes};
+use bgp_lab::{
+    Lab, NODE_V4, POLL, ROUTER_ASN, ROUTER_V4, advertisement, frr_conf, gobgpd_conf, lock,
+};
+use herald_netns::{Process, wait_for};
 use serde_json::Value;
 
-const ROUTER_V4: &str = "192.0.2.1";
-const NODE_V4: &str = "192.0.2.2";
 const ROUTER_V6: &str = "2001:db8:ff::1";
 const NODE_V6: &str = "2001:db8:ff::2";
-/// The router's AS in every test.
-const ROUTER_ASN: u32 = 65001;
 /// The hold time of every BGPPeer here.
 const HOLD_TIME: u16 = 9;
 const WAIT: Duration = Duration::from_secs(20);
-/// The port of GoBGP's API inside the router namespace.
-const GOBGP_API: &str = "50051";
 
 /// Node `i`'s addresses (node 0 is `n1` at .2).
 fn node_v4(i: usize) -> String {
@@ -41,8 +38,8 @@ fn node_v6(i: usize) -> String {
     format!("2001:db8:ff::{}", i + 2)
 }
 
-/// This file's part of the lab (the shared part is in bgp_lab/mod.rs): the
-/// router dual-stack, node manifests, FRR, GoBGP and BIRD's detailed views.
+/// This file's part of the lab (the shared part is in bgp_lab): the router
+/// dual-stack, node manifests, BIRD's session state and import statistics.
 impl Lab {
     fn new() -> Lab {
         Lab::with_nodes(1)
@@ -94,96 +91,6 @@ spec:
         );
     }
 
-    /// Starts zebra and bgpd with `conf` (in a directory the `frr` user
-    /// owns, as FRR drops privileges).
-    fn frr(&self, conf: &str) -> (Process, Process) {
-        let dir = self.path("frr");
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf_path = dir.join("frr.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        run("chown", &["-R", "frr:frr", dir.to_str().unwrap()]).unwrap();
-        run("chmod", &["755", self.dir.path().to_str().unwrap()]).unwrap();
-        let d = dir.to_str().unwrap();
-        let zserv = format!("{d}/zserv.api");
-        let start = |daemon: &str| {
-            let pid = format!("{d}/{daemon}.pid");
-            self.router
-                .spawn(
-                    &format!("/usr/lib/frr/{daemon}"),
-                    &[
-                        "-f",
-                        conf_path.to_str().unwrap(),
-                        "-i",
-                        &pid,
-                        "-z",
-                        &zserv,
-                        "--vty_socket",
-                        d,
-                        "-u",
-                        "frr",
-                        "-g",
-                        "frr",
-                    ],
-                    Some(&self.path(&format!("{daemon}.log"))),
-                )
-                .unwrap()
-        };
-        let zebra = start("zebra");
-        wait_for("zebra's socket", WAIT, POLL, || {
-            std::path::Path::new(&zserv).exists().then_some(())
-        })
-        .unwrap();
-        (zebra, start("bgpd"))
-    }
-
-    fn vtysh(&self, command: &str) -> String {
-        let dir = self.path("frr");
-        match run(
-            "vtysh",
-            &["--vty_socket", dir.to_str().unwrap(), "-c", command],
-        ) {
-            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    /// A vtysh command's JSON answer; `Null` while bgpd does not answer.
-    fn vtysh_json(&self, command: &str) -> Value {
-        serde_json::from_str(&self.vtysh(command)).unwrap_or(Value::Null)
-    }
-
-    /// Starts gobgpd with `conf` (TOML), its API on [`GOBGP_API`].
-    fn gobgpd(&self, conf: &str) -> Process {
-        let path = self.path("gobgpd.toml");
-        std::fs::write(&path, conf).unwrap();
-        self.router
-            .spawn(
-                "gobgpd",
-                &[
-                    "-f",
-                    path.to_str().unwrap(),
-                    "-t",
-                    "toml",
-                    "--api-hosts",
-                    &format!("127.0.0.1:{GOBGP_API}"),
-                    "--pprof-disable",
-                ],
-                Some(&self.path("gobgpd.log")),
-            )
-            .unwrap()
-    }
-
-    /// `gobgp -j ARGS…`'s JSON answer; `Null` while gobgpd does not answer.
-    fn gobgp_json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["-p", GOBGP_API, "-j"];
-        all.extend_from_slice(args);
-        self.router
-            .probe("gobgp", &all)
-            .ok()
-            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
-            .unwrap_or(Value::Null)
-    }
-
     fn bird_established(&self) -> bool {
         self.birdc(&["show", "protocols", "herald"])
             .contains("Established")
@@ -200,24 +107,9 @@ spec:
             .to_owned()
     }
 
-    /// Everything BIRD imported from Herald, parsed.
-    fn bird_routes(&self) -> BTreeMap<String, BirdRoute> {
-        parse_bird_routes(&self.birdc(&["show", "route", "all", "protocol", "herald"]))
-    }
-
     /// BIRD's import statistics of each channel of the `herald` protocol.
     fn bird_import_stats(&self) -> BTreeMap<String, ImportStats> {
         parse_bird_import_stats(&self.birdc(&["show", "protocols", "all", "herald"]))
-    }
-
-    /// Waits until the router daemon listens on the BGP port, so Herald's
-    /// first connection attempt is not refused.
-    fn wait_listening(&self) {
-        self.wait("the router to listen on port 179", || {
-            self.router
-                .probe("ss", &["-Hltn", "sport = :179"])
-                .is_ok_and(|o| !o.stdout.is_empty())
-        });
     }
 }
 
@@ -270,117 +162,6 @@ fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 
-// ---------------------------------------------------------------------------
-// Routes as a router shows them, normalised across daemons.
-
-/// One route as the router holds it. Communities are written `high:low`
-/// in decimal (well-known names resolved), large communities `a:b:c`.
-/// The default, no attribute and not selected, is where parsers start.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Route {
-    origin: String,
-    as_path: Vec<u32>,
-    next_hop: String,
-    med: Option<u32>,
-    local_pref: Option<u32>,
-    communities: Vec<String>,
-    large_communities: Vec<String>,
-    /// Path attributes (for FRR: path keys) the parser does not know; the
-    /// matrix expects none.
-    other: Vec<String>,
-    /// The router uses the route: its best path, with a next hop it
-    /// resolved (BIRD: `unicast via NEXT_HOP on eth0`; FRR: valid, best,
-    /// next hop accessible; GoBGP: best).
-    selected: bool,
-}
-
-/// A daemon's view: prefix to route.
-type Routes = BTreeMap<String, Route>;
-
-/// A route in BIRD, with when BIRD last changed it.
-#[derive(Clone, Debug)]
-struct BirdRoute {
-    route: Route,
-    /// The time in the route's header line; BIRD keeps it when a route is
-    /// refreshed unchanged and sets it when the route is replaced.
-    changed: String,
-}
-
-/// `(64512,100) (65535,65281)` or `(4200000001, 1, 2)` → `["64512:100", …]`.
-fn bird_communities(text: &str) -> Vec<String> {
-    text.split(')')
-        .map(|c| c.trim().trim_start_matches('('))
-        .filter(|c| !c.is_empty())
-        .map(|c| c.split(',').map(str::trim).collect::<Vec<_>>().join(":"))
-        .collect()
-}
-
-/// Parses `birdc show route all protocol herald`.
-fn parse_bird_routes(out: &str) -> BTreeMap<String, BirdRoute> {
-    let mut routes = BTreeMap::new();
-    let mut current: Option<(String, BirdRoute, String)> = None;
-    let mut finish = |current: &mut Option<(String, BirdRoute, String)>| {
-        if let Some((prefix, mut r, via)) = current.take() {
-            r.route.selected &= via == format!("via {} on eth0", r.route.next_hop);
-            routes.insert(prefix, r);
-        }
-    };
-    for line in out.lines() {
-        if line.starts_with("BIRD ") || line.starts_with("Table ") || line.trim().is_empty() {
-            continue;
-        }
-        if !line.starts_with(char::is_whitespace) {
-            finish(&mut current);
-            // 198.51.100.10/32     unicast [herald 13:15:26.928 from 192.0.2.2] * (100) [i]
-            let mut words = line.split_whitespace();
-            let prefix = words.next().unwrap_or_default().to_owned();
-            let dest = words.next().unwrap_or_default();
-            let changed = line
-                .split_once("[herald ")
-                .and_then(|(_, rest)| rest.split([' ', ']']).next())
-                .unwrap_or_default()
-                .to_owned();
-            let route = Route {
-                selected: dest == "unicast" && line.contains("] * "),
-                ..Route::default()
-            };
-            current = Some((prefix, BirdRoute { route, changed }, String::new()));
-            continue;
-        }
-        let Some((_, r, via)) = current.as_mut() else {
-            continue;
-        };
-        let line = line.trim();
-        if line.starts_with("via ") {
-            line.clone_into(via);
-            continue;
-        }
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        let r = &mut r.route;
-        match key {
-            "Type" => {}
-            "BGP.origin" => r.origin = value.to_owned(),
-            "BGP.as_path" => {
-                r.as_path = value
-                    .split_whitespace()
-                    .map(|a| a.parse().unwrap_or_else(|_| panic!("AS path {value:?}")))
-                    .collect();
-            }
-            "BGP.next_hop" => r.next_hop = value.to_owned(),
-            "BGP.med" => r.med = value.parse().ok(),
-            "BGP.local_pref" => r.local_pref = value.parse().ok(),
-            "BGP.community" => r.communities = bird_communities(value),
-            "BGP.large_community" => r.large_communities = bird_communities(value),
-            _ => r.other.push(line.to_owned()),
-        }
-    }
-    finish(&mut current);
-    routes
-}
-
 /// BIRD's `Route change stats` of one channel: the columns `received`,
 /// `rejected`, `filtered`, `ignored`, `accepted` (`---` as 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -418,175 +199,6 @@ fn parse_bird_import_stats(out: &str) -> BTreeMap<String, ImportStats> {
         }
     }
     stats
-}
-
-/// GoBGP's ORIGIN codes.
-fn origin_name(code: u64) -> String {
-    match code {
-        0 => "IGP".into(),
-        1 => "EGP".into(),
-        2 => "Incomplete".into(),
-        other => format!("origin {other}"),
-    }
-}
-
-fn as_u32(v: &Value) -> u32 {
-    v.as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or_else(|| panic!("not a 32-bit number: {v}"))
-}
-
-/// A number that may be absent.
-fn opt_u32(v: &Value) -> Option<u32> {
-    (!v.is_null()).then(|| as_u32(v))
-}
-
-/// Parses `gobgp global rib -a FAMILY -j`: prefix to its paths, each with
-/// `attrs` listed by attribute type code.
-fn parse_gobgp_rib(rib: &Value) -> Routes {
-    let mut routes = Routes::new();
-    let Some(rib) = rib.as_object() else {
-        return routes;
-    };
-    for (prefix, paths) in rib {
-        let paths = paths.as_array().map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(
-            paths.len(),
-            1,
-            "one path per prefix expected: {prefix} {paths:?}"
-        );
-        let path = &paths[0];
-        let mut r = Route {
-            selected: path["best"] == Value::Bool(true),
-            ..Route::default()
-        };
-        for attr in path["attrs"].as_array().into_iter().flatten() {
-            match attr["type"].as_u64() {
-                Some(1) => r.origin = origin_name(attr["value"].as_u64().unwrap_or(99)),
-                Some(2) => {
-                    for segment in attr["as_paths"].as_array().into_iter().flatten() {
-                        // Only AS_SEQUENCE (2) is expected.
-                        assert_eq!(segment["segment_type"], 2, "{attr}");
-                        r.as_path
-                            .extend(segment["asns"].as_array().into_iter().flatten().map(as_u32));
-                    }
-                }
-                // NEXT_HOP (IPv4 routes) or MP_REACH_NLRI (IPv6 routes).
-                Some(3 | 14) => {
-                    assert!(r.next_hop.is_empty(), "two next hops: {path}");
-                    r.next_hop = attr["nexthop"].as_str().unwrap_or_default().to_owned();
-                }
-                Some(4) => r.med = Some(as_u32(&attr["metric"])),
-                Some(5) => r.local_pref = Some(as_u32(&attr["value"])),
-                Some(8) => {
-                    r.communities = attr["communities"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| {
-                            let c = as_u32(c);
-                            format!("{}:{}", c >> 16, c & 0xffff)
-                        })
-                        .collect();
-                }
-                Some(32) => {
-                    r.large_communities = attr["value"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|c| {
-                            format!(
-                                "{}:{}:{}",
-                                as_u32(&c["ASN"]),
-                                as_u32(&c["LocalData1"]),
-                                as_u32(&c["LocalData2"])
-                            )
-                        })
-                        .collect();
-                }
-                _ => r.other.push(attr.to_string()),
-            }
-        }
-        routes.insert(prefix.clone(), r);
-    }
-    routes
-}
-
-/// FRR's names of well-known communities (RFC 1997, RFC 7999, RFC 8326).
-fn frr_community(c: &str) -> String {
-    match c {
-        "noExport" => "65535:65281".into(),
-        "noAdvertise" => "65535:65282".into(),
-        "localAs" => "65535:65283".into(),
-        "noPeer" => "65535:65284".into(),
-        "blackhole" => "65535:666".into(),
-        "gracefulShutdown" => "65535:0".into(),
-        other => other.into(),
-    }
-}
-
-fn json_strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| s.as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// Parses one path of `show bgp FAMILY unicast PREFIX json`.
-fn parse_frr_path(path: &Value) -> Route {
-    let mut as_path = Vec::new();
-    for segment in path["aspath"]["segments"].as_array().into_iter().flatten() {
-        assert_eq!(segment["type"], "as-sequence", "{path}");
-        as_path.extend(segment["list"].as_array().into_iter().flatten().map(as_u32));
-    }
-    let next_hops: Vec<&Value> = path["nexthops"].as_array().into_iter().flatten().collect();
-    // Any other key (extendedCommunity, atomicAggregate, originatorId, …)
-    // is an attribute or a state the matrix does not expect.
-    const KNOWN: [&str; 12] = [
-        "aspath",
-        "bestpath",
-        "community",
-        "largeCommunity",
-        "lastUpdate",
-        "locPrf",
-        "metric",
-        "nexthops",
-        "origin",
-        "peer",
-        "valid",
-        "version",
-    ];
-    let other = path
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
-    Route {
-        origin: path["origin"].as_str().unwrap_or_default().to_owned(),
-        as_path,
-        next_hop: next_hops
-            .iter()
-            .map(|n| n["ip"].as_str().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" "),
-        med: opt_u32(&path["metric"]),
-        local_pref: opt_u32(&path["locPrf"]),
-        communities: json_strings(&path["community"]["list"])
-            .iter()
-            .map(|c| frr_community(c))
-            .collect(),
-        large_communities: json_strings(&path["largeCommunity"]["list"]),
-        other,
-        selected: path["valid"] == Value::Bool(true)
-            && path["bestpath"]["overall"] == Value::Bool(true)
-            && !next_hops.is_empty()
-            && next_hops
-                .iter()
-                .all(|n| n["accessible"] == Value::Bool(true)),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -734,39 +346,15 @@ impl Case {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Daemon {
-    Bird,
-    Gobgp,
-    Frr,
-}
-
 impl Daemon {
     /// Starts the daemon as the router of `case`.
     fn start(self, lab: &Lab, case: Case) -> Vec<Process> {
         let (node, local, asn) = (case.node_addr(), case.router_addr(), case.kind.node_asn());
         match self {
             Daemon::Bird => vec![lab.bird(&bird_conf(node, local, ROUTER_ASN, asn, ""))],
-            Daemon::Gobgp => vec![lab.gobgpd(&format!(
-                r#"[global.config]
-  as = {ROUTER_ASN}
-  router-id = "{ROUTER_V4}"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{node}"
-    peer-as = {asn}
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#
-            ))],
+            Daemon::Gobgp => vec![lab.gobgpd(&gobgpd_conf(ROUTER_V4, node, asn))],
             Daemon::Frr => {
-                let (zebra, bgpd) = lab.frr(&format!(
-                    "frr defaults datacenter\nhostname r\nrouter bgp {ROUTER_ASN}\n bgp router-id {ROUTER_V4}\n no bgp ebgp-requires-policy\n neighbor {node} remote-as {asn}\n address-family ipv4 unicast\n  neighbor {node} activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor {node} activate\n exit-address-family\n"
-                ));
+                let (zebra, bgpd) = lab.frr(&frr_conf(ROUTER_V4, node, asn, ""));
                 vec![zebra, bgpd]
             }
         }
@@ -785,77 +373,11 @@ impl Daemon {
             });
         }
     }
-
-    /// The LOCAL_PREF the daemon shows on eBGP routes: BIRD attaches its
-    /// `default bgp_local_pref` (100), the others none.
-    fn ebgp_local_pref(self) -> Option<u32> {
-        match self {
-            Daemon::Bird => Some(100),
-            Daemon::Gobgp | Daemon::Frr => None,
-        }
-    }
-
-    /// Everything the daemon holds from Herald, both families.
-    fn routes(self, lab: &Lab) -> Routes {
-        match self {
-            Daemon::Bird => lab
-                .bird_routes()
-                .into_iter()
-                .map(|(p, r)| (p, r.route))
-                .collect(),
-            Daemon::Gobgp => {
-                let mut routes = parse_gobgp_rib(&lab.gobgp_json(&["global", "rib", "-a", "ipv4"]));
-                routes.extend(parse_gobgp_rib(
-                    &lab.gobgp_json(&["global", "rib", "-a", "ipv6"]),
-                ));
-                routes
-            }
-            Daemon::Frr => {
-                let mut routes = Routes::new();
-                for family in ["ipv4", "ipv6"] {
-                    let table = lab.vtysh_json(&format!("show bgp {family} unicast json"));
-                    for prefix in table["routes"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(p, _)| p)
-                    {
-                        let detail =
-                            lab.vtysh_json(&format!("show bgp {family} unicast {prefix} json"));
-                        let paths = detail["paths"]
-                            .as_array()
-                            .map(Vec::as_slice)
-                            .unwrap_or_default();
-                        // The prefix may have gone between the two commands.
-                        match paths {
-                            [] => {}
-                            [path] => {
-                                routes.insert(prefix.clone(), parse_frr_path(path));
-                            }
-                            _ => panic!("one path per prefix expected: {detail}"),
-                        }
-                    }
-                }
-                routes
-            }
-        }
-    }
 }
 
-/// Waits until the daemon holds exactly `want`; on timeout, fails with
-/// both views and the logs.
+/// Waits until the daemon holds exactly `want` (see [`Lab::expect_routes`]).
 fn expect_routes(lab: &Lab, daemon: Daemon, case: Case, what: &str, want: &Routes) {
-    let mut last = Routes::new();
-    let done = wait_for(what, WAIT, POLL, || {
-        last = daemon.routes(lab);
-        (last == *want).then_some(())
-    });
-    if let Err(e) = done {
-        panic!(
-            "{daemon:?}, {case}: {e}\nwant: {want:#?}\ngot: {last:#?}\n{}",
-            lab.logs()
-        );
-    }
+    lab.expect_routes(daemon, &format!("{case}: {what}"), want);
 }
 
 /// One cell of the matrix: the session comes up, the router holds both

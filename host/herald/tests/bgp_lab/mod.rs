@@ -1,19 +1,30 @@
 //! The lab of the BGP end-to-end tests (`speaker_bgp`, `speaker_bgp_passive`):
 //! a router namespace and node namespaces on one bridged segment, a
 //! temporary directory for manifests, configurations and logs, the built
-//! `herald speaker` on the nodes and BIRD on the router. Each test file adds
-//! the methods only it needs in an `impl Lab` of its own, and its router
-//! configurations.
+//! `herald speaker` on the nodes and BIRD, GoBGP or FRR on the router, and
+//! the routers' parsed views ([`routes`]). Each test file adds the methods
+//! only it needs in an `impl Lab` of its own.
 
 // Each test binary compiles this module separately and uses its own part of
 // it; what one binary leaves unused is not dead.
 #![allow(dead_code)]
+
+pub mod routes;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_netns::{Netns, Process, Segment, TempDir, run, wait_for};
+use serde_json::Value;
+
+/// The router's and node 0's IPv4 addresses.
+pub const ROUTER_V4: &str = "192.0.2.1";
+pub const NODE_V4: &str = "192.0.2.2";
+/// The router's AS in every test.
+pub const ROUTER_ASN: u32 = 65001;
+/// The port of GoBGP's API inside the router namespace.
+pub const GOBGP_API: &str = "50051";
 
 /// How often a wait looks again.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -174,6 +185,109 @@ impl Lab {
         self.birdc(&["show", "route", "all", prefix])
     }
 
+    /// Starts zebra and bgpd with `conf` (in a directory the `frr` user
+    /// owns, as FRR drops privileges).
+    pub fn frr(&self, conf: &str) -> (Process, Process) {
+        let dir = self.path("frr");
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf_path = dir.join("frr.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        run("chown", &["-R", "frr:frr", dir.to_str().unwrap()]).unwrap();
+        run("chmod", &["755", self.dir.path().to_str().unwrap()]).unwrap();
+        let d = dir.to_str().unwrap();
+        let zserv = format!("{d}/zserv.api");
+        let start = |daemon: &str| {
+            let pid = format!("{d}/{daemon}.pid");
+            self.router
+                .spawn(
+                    &format!("/usr/lib/frr/{daemon}"),
+                    &[
+                        "-f",
+                        conf_path.to_str().unwrap(),
+                        "-i",
+                        &pid,
+                        "-z",
+                        &zserv,
+                        "--vty_socket",
+                        d,
+                        "-u",
+                        "frr",
+                        "-g",
+                        "frr",
+                    ],
+                    Some(&self.path(&format!("{daemon}.log"))),
+                )
+                .unwrap()
+        };
+        let zebra = start("zebra");
+        wait_for("zebra's socket", self.timeout, POLL, || {
+            std::path::Path::new(&zserv).exists().then_some(())
+        })
+        .unwrap();
+        (zebra, start("bgpd"))
+    }
+
+    /// `vtysh -c COMMAND`'s answer, or the error while bgpd does not answer.
+    pub fn vtysh(&self, command: &str) -> String {
+        let dir = self.path("frr");
+        match run(
+            "vtysh",
+            &["--vty_socket", dir.to_str().unwrap(), "-c", command],
+        ) {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A vtysh command's JSON answer; `Null` while bgpd does not answer.
+    pub fn vtysh_json(&self, command: &str) -> Value {
+        serde_json::from_str(&self.vtysh(command)).unwrap_or(Value::Null)
+    }
+
+    /// Starts gobgpd with `conf` (TOML), its API on [`GOBGP_API`].
+    pub fn gobgpd(&self, conf: &str) -> Process {
+        let path = self.path("gobgpd.toml");
+        std::fs::write(&path, conf).unwrap();
+        self.router
+            .spawn(
+                "gobgpd",
+                &[
+                    "-f",
+                    path.to_str().unwrap(),
+                    "-t",
+                    "toml",
+                    "--api-hosts",
+                    &format!("127.0.0.1:{GOBGP_API}"),
+                    "--pprof-disable",
+                ],
+                Some(&self.path("gobgpd.log")),
+            )
+            .unwrap()
+    }
+
+    /// `gobgp -j ARGS…`'s JSON answer; `Null` while gobgpd does not answer
+    /// (gobgp then fails, printing `{"error": …}`).
+    pub fn gobgp_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-p", GOBGP_API, "-j"];
+        all.extend_from_slice(args);
+        self.router
+            .probe("gobgp", &all)
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the router daemon listens on the BGP port, so Herald's
+    /// first connection attempt is not refused.
+    pub fn wait_listening(&self) {
+        self.wait("the router to listen on port 179", || {
+            self.router
+                .probe("ss", &["-Hltn", "sport = :179"])
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
+    }
+
     /// Node `i`'s established TCP connections to or from port 179, as
     /// (local, peer) address:port pairs.
     pub fn bgp_connections(&self, i: usize) -> Vec<(String, String)> {
@@ -263,5 +377,35 @@ metadata: {{name: public}}
 spec:
   ipPools: [public]
 {extra}"#
+    )
+}
+
+/// A gobgpd configuration (TOML): the router in [`ROUTER_ASN`] with
+/// `router_id`, one neighbour `node` in `node_asn`, both unicast families.
+pub fn gobgpd_conf(router_id: &str, node: &str, node_asn: u32) -> String {
+    format!(
+        r#"[global.config]
+  as = {ROUTER_ASN}
+  router-id = "{router_id}"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{node}"
+    peer-as = {node_asn}
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#
+    )
+}
+
+/// An FRR configuration: the router in [`ROUTER_ASN`] with `router_id`, one
+/// neighbour `node` in `node_asn` active in both unicast families, no eBGP
+/// policy required. `neighbor_extra` adds lines under `router bgp`.
+pub fn frr_conf(router_id: &str, node: &str, node_asn: u32, neighbor_extra: &str) -> String {
+    format!(
+        "frr defaults datacenter\nhostname r\nrouter bgp {ROUTER_ASN}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n neighbor {node} remote-as {node_asn}\n{neighbor_extra} address-family ipv4 unicast\n  neighbor {node} activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor {node} activate\n exit-address-family\n"
     )
 }
