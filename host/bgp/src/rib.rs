@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use herald_core::bgp::{Asn, Community, LargeCommunity};
+use herald_core::bgp::Asn;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::community::{
@@ -32,24 +32,10 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 /// values, so the unit is free; a realistic one reads well in router output.
 pub const BANDWIDTH_PER_WEIGHT: f32 = 125_000_000.0;
 
-/// The path attributes Herald chooses per route; the session adds ORIGIN,
-/// AS_PATH and NEXT_HOP.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Attributes {
-    /// COMMUNITIES (RFC 1997), in order.
-    pub communities: Vec<Community>,
-    /// LARGE_COMMUNITY (RFC 8092), in order.
-    pub large_communities: Vec<LargeCommunity>,
-    /// LOCAL_PREF; sent on iBGP only (RFC 4271 §5.1.5).
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC (RFC 4271 §5.1.4).
-    pub med: Option<u32>,
-    /// Extra copies of the local ASN in front of the AS_PATH.
-    pub as_path_prepend: u8,
-    /// Weight carried as a link-bandwidth extended community
-    /// (draft-ietf-idr-link-bandwidth), in units of [`BANDWIDTH_PER_WEIGHT`].
-    pub weight: Option<u32>,
-}
+/// The path attributes of one route: the core's type, the one the
+/// announcement plan fills in. A weight is sent in units of
+/// [`BANDWIDTH_PER_WEIGHT`].
+pub use herald_core::bgp::RouteAttributes as Attributes;
 
 /// The routes one session should advertise: prefix to attributes.
 pub type Routes = BTreeMap<IpNet, Attributes>;

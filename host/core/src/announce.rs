@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::addr::{Family, value};
 use crate::allocate::{Config, ConfigError, PoolIndex, qualifies};
-use crate::bgp::{BgpAdvertisement, BgpPeer, Community, LargeCommunity};
+use crate::bgp::{BgpAdvertisement, BgpPeer, Community, LargeCommunity, RouteAttributes};
 use crate::l2::{InterfaceName, L2Advertisement};
 use crate::plugin::FailurePolicy;
 use crate::policy::{Policies, PolicyError};
@@ -79,18 +79,8 @@ pub struct BgpRoute {
     pub prefix: IpAddr,
     /// The prefix length.
     pub prefix_len: u8,
-    /// COMMUNITIES.
-    pub communities: Vec<Community>,
-    /// LARGE_COMMUNITY.
-    pub large_communities: Vec<LargeCommunity>,
-    /// LOCAL_PREF (iBGP).
-    pub local_pref: Option<u32>,
-    /// MULTI_EXIT_DISC.
-    pub med: Option<u32>,
-    /// Extra copies of the node's ASN in front of the AS_PATH.
-    pub as_path_prepend: u8,
-    /// The link-bandwidth weight, when the advertisement is `weighted`.
-    pub weight: Option<u32>,
+    /// Its path attributes, as the speaker's RIB-out takes them.
+    pub attributes: RouteAttributes,
     /// The `BGPAdvertisement` it comes from.
     pub advertisement: String,
 }
@@ -342,12 +332,14 @@ pub fn announce(
                         peer: peer.name.clone(),
                         prefix,
                         prefix_len: len,
-                        communities,
-                        large_communities,
-                        local_pref: choice.local_pref.or(adv.local_pref),
-                        med: choice.med.or(adv.med),
-                        as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
-                        weight: adv.weighted.then_some(choice.weight),
+                        attributes: RouteAttributes {
+                            communities,
+                            large_communities,
+                            local_pref: choice.local_pref.or(adv.local_pref),
+                            med: choice.med.or(adv.med),
+                            as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
+                            weight: adv.weighted.then_some(choice.weight),
+                        },
                         advertisement: adv.name.clone(),
                     };
                     // Aggregation folds VIPs into one prefix: the first
@@ -356,7 +348,9 @@ pub fn announce(
                     let key = (route.node.clone(), route.peer.clone(), prefix, len);
                     match routes.get_mut(&key) {
                         Some(existing) if existing.advertisement == route.advertisement => {
-                            if let (Some(w), Some(add)) = (existing.weight.as_mut(), route.weight) {
+                            if let (Some(w), Some(add)) =
+                                (existing.attributes.weight.as_mut(), route.attributes.weight)
+                            {
                                 *w = w.saturating_add(add);
                             }
                         }
@@ -767,12 +761,17 @@ mod tests {
         assert_eq!(a.bgp.len(), 6, "3 nodes x 2 prefixes: {:?}", a.bgp);
         let r = a.routes_of("n1").find(|r| r.prefix.is_ipv4()).unwrap();
         assert_eq!(
-            (r.peer.as_str(), r.prefix_len, r.med, r.weight),
+            (
+                r.peer.as_str(),
+                r.prefix_len,
+                r.attributes.med,
+                r.attributes.weight
+            ),
             ("tor", 32, Some(10), Some(3))
         );
-        assert_eq!(r.communities[0].to_string(), "64512:100");
+        assert_eq!(r.attributes.communities[0].to_string(), "64512:100");
         let r = a.routes_of("n2").find(|r| r.prefix.is_ipv6()).unwrap();
-        assert_eq!((r.prefix_len, r.weight), (128, Some(1)));
+        assert_eq!((r.prefix_len, r.attributes.weight), (128, Some(1)));
     }
 
     #[test]
@@ -789,7 +788,11 @@ mod tests {
         let n1: Vec<_> = a.routes_of("n1").collect();
         assert_eq!(n1.len(), 1);
         assert_eq!(n1[0].prefix.to_string(), "198.51.100.0");
-        assert_eq!(n1[0].weight, Some(2), "weights of folded VIPs add up");
+        assert_eq!(
+            n1[0].attributes.weight,
+            Some(2),
+            "weights of folded VIPs add up"
+        );
     }
 
     #[test]

@@ -460,6 +460,27 @@ pub struct BgpAdvertisement {
     pub as_path_prepend: u8,
 }
 
+/// The path attributes Herald chooses for one route (the announcement plan
+/// decides them, the speaker's RIB-out writes them); the session adds
+/// ORIGIN, AS_PATH and NEXT_HOP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteAttributes {
+    /// COMMUNITIES (RFC 1997), in order.
+    pub communities: Vec<Community>,
+    /// LARGE_COMMUNITY (RFC 8092), in order.
+    pub large_communities: Vec<LargeCommunity>,
+    /// LOCAL_PREF; sent on iBGP only (RFC 4271 §5.1.5).
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC (RFC 4271 §5.1.4).
+    pub med: Option<u32>,
+    /// Extra copies of the local ASN in front of the AS_PATH (eBGP only).
+    pub as_path_prepend: u8,
+    /// The weight, sent as a link-bandwidth extended community
+    /// (draft-ietf-idr-link-bandwidth), when the advertisement is
+    /// `weighted`.
+    pub weight: Option<u32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,20 +192,27 @@ fn sample_snapshot() -> Snapshot {
     }
 }
 
+/// Policies in which `plugin` is the allocator plugin named `sample`, the
+/// one `sample_snapshot`'s pool asks for; a failure fails the decision.
+fn sample_policies(plugin: &Loaded) -> Policies<'_> {
+    let mut policies = Policies::default();
+    policies.allocators.insert(
+        "sample".to_owned(),
+        Plugin {
+            policy: plugin as &dyn AllocatorPolicy,
+            failure_policy: FailurePolicy::Fail,
+        },
+    );
+    policies
+}
+
 /// One call on generated inputs, printed; an error if the plugin fails.
 fn sample_call(plugin: &Loaded) -> Result<String, String> {
     let mut out = String::new();
     match plugin.world() {
         World::Allocator => {
             let snapshot = sample_snapshot();
-            let mut policies = Policies::default();
-            policies.allocators.insert(
-                "sample".to_owned(),
-                Plugin {
-                    policy: plugin as &dyn AllocatorPolicy,
-                    failure_policy: FailurePolicy::Fail,
-                },
-            );
+            let policies = sample_policies(plugin);
             let plan = Allocator::new(&snapshot, &Config::default(), &policies).into_plan();
             if let Some(e) = plan.errors.first() {
                 return Err(e.message.clone());
@@ -324,14 +331,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         }
         World::Allocator => {
             let snapshot = sample_snapshot();
-            let mut policies = Policies::default();
-            policies.allocators.insert(
-                "sample".to_owned(),
-                Plugin {
-                    policy: &plugin as &dyn AllocatorPolicy,
-                    failure_policy: FailurePolicy::Fail,
-                },
-            );
+            let policies = sample_policies(&plugin);
             let n = snapshot.services.len() as u32;
             let wasm = time(a.iterations, || {
                 drop(Allocator::new(&snapshot, &Config::default(), &policies));

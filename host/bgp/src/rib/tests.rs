@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::fsm::{Config, Fsm};
+use herald_core::bgp::Community;
 use netgauze_bgp_pkt::BgpMessage;
 use std::time::Duration;
 

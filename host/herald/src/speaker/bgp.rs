@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_bgp::rib::{Attributes, Routes, prefix};
+use herald_bgp::rib::{Routes, prefix};
 use herald_bgp::{Listeners, PeerConfig, Session};
 use herald_core::addr::Family;
 use herald_core::announce::Node;
@@ -127,14 +127,7 @@ fn routes_for(view: &View, peer: &str) -> Routes {
                 continue;
             }
         };
-        out.entry(net).or_insert_with(|| Attributes {
-            communities: r.communities.clone(),
-            large_communities: r.large_communities.clone(),
-            local_pref: r.local_pref,
-            med: r.med,
-            as_path_prepend: r.as_path_prepend,
-            weight: r.weight,
-        });
+        out.entry(net).or_insert_with(|| r.attributes.clone());
     }
     out
 }
