@@ -28,9 +28,16 @@ use crate::wire::{self, MAX_MESSAGE_LEN};
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
 
 /// Octets per second that one unit of weight stands for in the
-/// link-bandwidth extended community: 1 Gbit/s. Receivers only compare the
-/// values, so the unit is free; a realistic one reads well in router output.
-pub const BANDWIDTH_PER_WEIGHT: f32 = 125_000_000.0;
+/// link-bandwidth extended community: 1 Mbit/s. Receivers only compare the
+/// values, so the unit is free, but not its range: FRR reads the value into
+/// 32 bits of octets per second, so anything above 4,294,967,295 wraps
+/// (seen with 1 Gbit/s units: weights 100 and 300 reached the kernel as
+/// 55:44). At 1 Mbit/s a weight up to [`MAX_LINK_BANDWIDTH_WEIGHT`] fits.
+pub const BANDWIDTH_PER_WEIGHT: f32 = 125_000.0;
+
+/// The largest weight sent as it is (`u32::MAX` octets/s over
+/// [`BANDWIDTH_PER_WEIGHT`]); larger weights are sent as this one.
+pub const MAX_LINK_BANDWIDTH_WEIGHT: u32 = 34_359;
 
 /// The path attributes of one route: the core's type, the one the
 /// announcement plan fills in. A weight is sent in units of
@@ -435,7 +442,7 @@ fn common_attributes(attrs: &Attributes, enc: &Encoding) -> Result<Vec<PathAttri
         // IEEE float (draft-ietf-idr-link-bandwidth §2). A 4-octet ASN is
         // written AS_TRANS: receivers use only the value.
         #[allow(clippy::cast_precision_loss)]
-        let bandwidth = weight as f32 * BANDWIDTH_PER_WEIGHT;
+        let bandwidth = weight.min(MAX_LINK_BANDWIDTH_WEIGHT) as f32 * BANDWIDTH_PER_WEIGHT;
         let global_admin = u16::try_from(asn).unwrap_or(Asn::AS_TRANS as u16);
         out.push(attribute(
             true,

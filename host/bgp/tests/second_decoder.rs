@@ -142,7 +142,7 @@ fn tcpdump_decodes_what_herald_sends() {
         "Multi Exit Discriminator (4), length: 4, Flags [O]: 10",
         "Flags [OT]: 64512:100,  NO_EXPORT",
         "4200000001:1:2",
-        "link-BW (0x4004), Flags [non-transitive]: bandwidth: 3000.000 Mbps",
+        "link-BW (0x4004), Flags [non-transitive]: bandwidth: 3.000 Mbps",
         "198.51.100.10/32",
         // The IPv6 UPDATE
         "nexthop: 2001:db8:ff::2, nh-length: 16",

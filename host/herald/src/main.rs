@@ -1,6 +1,7 @@
 //! The `herald` command: `plan` (allocate offline from manifests), `crds`
-//! (print the CRDs) and `speaker` (a node's speaker). `main` only parses
-//! flags and runs a command.
+//! (print the CRDs), `speaker` (a node's speaker) and `plugin check|bench`
+//! (a policy plugin before deployment). `main` only parses flags and runs a
+//! command; plugins are loaded by `herald_policy::Registry` in each.
 
 mod plan;
 mod plugin;

@@ -7,12 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_core::allocate::ConfigError;
-use herald_core::announce::AnnouncerPolicy;
-use herald_core::plugin::{PolicyPluginSpec, World};
-use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
 use herald_core::{Allocator, Config, Plan};
-use herald_policy::{Host, Loaded};
+use herald_policy::Registry;
 use serde::Serialize;
 
 use crate::{EXIT_INVALID_INPUT, EXIT_PENDING};
@@ -67,34 +63,11 @@ pub fn run(args: &Args) -> ExitCode {
     let config = Config {
         load_balancer_class: args.load_balancer_class.clone(),
     };
-    let mut plugin_errors = Vec::new();
-    let loaded = load_plugins(&manifests.plugins, &mut plugin_errors);
-    let mut policies = Policies::default();
-    for l in &loaded {
-        let name = l.name().to_owned();
-        match l.world() {
-            World::Allocator => {
-                policies.allocators.insert(
-                    name,
-                    Plugin {
-                        policy: l as &dyn AllocatorPolicy,
-                        failure_policy: l.failure_policy(),
-                    },
-                );
-            }
-            World::Announcer => {
-                policies.announcers.insert(
-                    name,
-                    Plugin {
-                        policy: l as &dyn AnnouncerPolicy,
-                        failure_policy: l.failure_policy(),
-                    },
-                );
-            }
-            // Pod setup is not part of a plan.
-            World::CniChain => {}
-        }
-    }
+    // Every PolicyPlugin is loaded, announcers too: a plan is where a
+    // broken plugin should show, before it reaches a cluster.
+    let mut registry = Registry::new();
+    let plugin_errors = registry.sync(&manifests.plugins);
+    let policies = registry.policies();
     let mut plan = Allocator::new(&manifests.snapshot, &config, &policies).into_plan();
     plan.errors.extend(plugin_errors);
     plan.errors.extend(manifests.errors);
@@ -116,43 +89,6 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// Loads the `PolicyPlugin`s of the manifests (their `source.file`, already
-/// resolved against the manifest's directory); a plugin that does not load
-/// is reported and its pools and advertisements use the built-in policy.
-fn load_plugins(
-    plugins: &[(String, PolicyPluginSpec)],
-    errors: &mut Vec<ConfigError>,
-) -> Vec<Loaded> {
-    if plugins.is_empty() {
-        return Vec::new();
-    }
-    let host = match Host::new() {
-        Ok(h) => h,
-        Err(e) => {
-            errors.push(ConfigError {
-                kind: "PolicyPlugin".to_owned(),
-                name: String::new(),
-                message: e.to_string(),
-            });
-            return Vec::new();
-        }
-    };
-    let mut loaded = Vec::new();
-    for (name, spec) in plugins {
-        let result = herald_policy::host::read_source(name, spec)
-            .and_then(|bytes| host.load(name, spec, &bytes));
-        match result {
-            Ok(l) => loaded.push(l),
-            Err(e) => errors.push(ConfigError {
-                kind: "PolicyPlugin".to_owned(),
-                name: name.clone(),
-                message: e.to_string(),
-            }),
-        }
-    }
-    loaded
 }
 
 /// The JSON/YAML form of a plan: exactly the keys of DESIGN.md §7.

@@ -15,12 +15,12 @@ use herald_core::plugin::{
     DEFAULT_CONFIG_JSON, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_TIMEOUT_MS, FailurePolicy, PluginSource,
     PolicyPluginSpec, World,
 };
-use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
+use herald_core::policy::Policies;
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::Service;
 use herald_core::{Allocator, Config, Snapshot};
 use herald_policy::cni::Pod;
-use herald_policy::{Error, Host, Loaded};
+use herald_policy::{Error, Host, Loaded, Registry};
 
 /// `herald plugin …`.
 #[derive(clap::Subcommand)]
@@ -62,6 +62,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50)]
     nodes: usize,
 }
+
+/// The name the checked component runs under.
+const SAMPLE: &str = "sample";
 
 fn parse_world(s: &str) -> Result<World, String> {
     s.parse()
@@ -146,7 +149,8 @@ fn check(a: &CheckArgs) -> Result<(), String> {
     let imports = herald_policy::host::imports(&host, &bytes).map_err(|e| e.to_string())?;
     println!("imports: {}", imports.join(", "));
     println!("config:  valid ({})", a.config);
-    let sample = sample_call(&plugin)?;
+    let registry = sample_registry(&host, spec(plugin.world(), &bytes, &a.config, &a.file))?;
+    let sample = sample_call(&plugin, &registry)?;
     println!("sample call:\n{sample}");
     println!("ok");
     Ok(())
@@ -177,7 +181,7 @@ fn sample_candidates(nodes: &[Node]) -> Vec<Candidate<'_>> {
 
 fn sample_snapshot() -> Snapshot {
     let mut spec = PoolSpec::new(vec!["198.51.100.0/24".parse().expect("a CIDR")]);
-    spec.allocator_plugin = Some("sample".to_owned());
+    spec.allocator_plugin = Some(SAMPLE.to_owned());
     Snapshot {
         pools: vec![PoolDecl {
             name: "sample".to_owned(),
@@ -192,27 +196,28 @@ fn sample_snapshot() -> Snapshot {
     }
 }
 
-/// Policies in which `plugin` is the allocator plugin named `sample`, the
-/// one `sample_snapshot`'s pool asks for; a failure fails the decision.
-fn sample_policies(plugin: &Loaded) -> Policies<'_> {
-    let mut policies = Policies::default();
-    policies.allocators.insert(
-        "sample".to_owned(),
-        Plugin {
-            policy: plugin as &dyn AllocatorPolicy,
-            failure_policy: FailurePolicy::Fail,
-        },
-    );
-    policies
+/// A registry running the component as the plugin `sample`, the one
+/// `sample_snapshot`'s pool asks for; `spec` says a failure fails the
+/// decision.
+fn sample_registry(host: &Host, spec: PolicyPluginSpec) -> Result<Registry, String> {
+    let mut registry = Registry::with_host(host.clone());
+    match registry
+        .sync(&[(SAMPLE.to_owned(), spec)])
+        .into_iter()
+        .next()
+    {
+        Some(e) => Err(e.message),
+        None => Ok(registry),
+    }
 }
 
 /// One call on generated inputs, printed; an error if the plugin fails.
-fn sample_call(plugin: &Loaded) -> Result<String, String> {
+fn sample_call(plugin: &Loaded, registry: &Registry) -> Result<String, String> {
     let mut out = String::new();
     match plugin.world() {
         World::Allocator => {
             let snapshot = sample_snapshot();
-            let policies = sample_policies(plugin);
+            let policies = registry.policies();
             let plan = Allocator::new(&snapshot, &Config::default(), &policies).into_plan();
             if let Some(e) = plan.errors.first() {
                 return Err(e.message.clone());
@@ -331,7 +336,8 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
         }
         World::Allocator => {
             let snapshot = sample_snapshot();
-            let policies = sample_policies(&plugin);
+            let registry = sample_registry(&host, s.clone())?;
+            let policies = registry.policies();
             let n = snapshot.services.len() as u32;
             let wasm = time(a.iterations, || {
                 drop(Allocator::new(&snapshot, &Config::default(), &policies));

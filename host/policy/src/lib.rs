@@ -19,10 +19,18 @@
 //! the plugin's name; the core applies the plugin's failure policy. The host
 //! never panics because of a plugin.
 //!
+//! Calls block. A caller on a tokio runtime makes them from a blocking
+//! context (`tokio::task::block_in_place`, `spawn_blocking`), never on a
+//! runtime worker: wasmtime-wasi's standard streams, through which a
+//! plugin's output (its panic message) goes, block on the ambient runtime,
+//! and on a worker that panics the caller.
+//!
 //! Layout:
 //! - [`host`]: the engine, the epoch ticker, the compile cache, loading;
 //! - [`plugin`]: a loaded plugin, hot replacement, and the core's policy
 //!   traits implemented by calling it;
+//! - [`registry`]: the plugins a process runs, synced to its
+//!   `PolicyPlugin`s and handed to the core as its `Policies`;
 //! - `convert`: core values to and from WIT values;
 //! - [`cni`]: the cni-chain world's answer and its validation.
 //!
@@ -33,10 +41,12 @@ pub mod cni;
 mod convert;
 pub mod host;
 pub mod plugin;
+pub mod registry;
 
 pub use herald_core::policy::PolicyError;
 pub use host::{Host, HostOptions};
 pub use plugin::{Loaded, WasmPlugin};
+pub use registry::{PluginStatus, Registry};
 
 /// Why a plugin cannot be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -178,15 +178,15 @@ fn prepends_and_link_bandwidth() {
         .unwrap();
     // AS_PATH: three copies of 65010 (0xfdf2), 4 octets each; the
     // link-bandwidth community: non-transitive two-octet-AS type 0x40,
-    // subtype 0x04, AS 65010, 3 x 125,000,000 octets/s = 375e6 as an IEEE
-    // float (0x4db2d05e).
+    // subtype 0x04, AS 65010, 3 x 125,000 octets/s = 375e3 as an IEEE
+    // float (0x48b71b00).
     let expected = hex(&format!(
         "{MARKER} 0042 02
          0000 0027
          40 01 01 00
          40 02 0e 02 03 0000fdf2 0000fdf2 0000fdf2
          40 03 04 c0000202
-         c0 10 08 40 04 fdf2 4db2d05e
+         c0 10 08 40 04 fdf2 48b71b00
          18 c63364"
     ));
     assert_eq!(bytes, expected);
@@ -350,4 +350,24 @@ fn route_refresh_resends_one_family() {
     let msgs = messages(&rib.update_to(&both, &ebgp4()).unwrap());
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0][23], 0x90, "an MP_REACH_NLRI UPDATE");
+}
+
+#[test]
+fn link_bandwidth_above_what_fits_32_bits_of_octets_is_sent_as_the_largest_that_fits() {
+    let encode = |weight: u32| {
+        let attrs = Attributes {
+            weight: Some(weight),
+            ..Attributes::default()
+        };
+        RibOut::new()
+            .update_to(&routes(&[("198.51.100.0/24", attrs)]), &ebgp4())
+            .unwrap()
+    };
+    assert_eq!(encode(u32::MAX), encode(MAX_LINK_BANDWIDTH_WEIGHT));
+    assert_ne!(
+        encode(MAX_LINK_BANDWIDTH_WEIGHT - 1),
+        encode(MAX_LINK_BANDWIDTH_WEIGHT)
+    );
+    let octets = f64::from(MAX_LINK_BANDWIDTH_WEIGHT) * f64::from(BANDWIDTH_PER_WEIGHT);
+    assert!(octets <= f64::from(u32::MAX), "{octets}");
 }

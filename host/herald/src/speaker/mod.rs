@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! manifests dir ──events──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
-//!                               ▲                                        └─► l2::run   (ARP/NDP owner)
-//!              membership ──────┘ (alive speakers)
+//!                               ▲          ▲                             └─► l2::run   (ARP/NDP owner)
+//!              membership ──────┘          └── plugin registry (announcer plugins, synced on reload)
+//!              (alive speakers)
 //! SIGTERM/SIGINT ──► shutdown ──► drivers withdraw / hand over, then exit
 //! ```
 //!
@@ -22,6 +23,22 @@
 //! parses anyway (cut at a document boundary) is replaced by the complete
 //! one a moment later, when its writer closes it. Writing to a temporary
 //! file and renaming it into place avoids even that.
+//!
+//! Planning runs in `block_in_place`: loading a changed plugin compiles it
+//! (off the tasks that keep sessions alive), and a plugin call blocks —
+//! wasmtime-wasi's standard streams, which a plugin's panic message goes
+//! through, block on the ambient runtime and must not be called on one of
+//! its workers (herald-policy's crate docs).
+//!
+//! Announcer plugins (`PolicyPlugin`s named by an advertisement's
+//! `announcerPlugin`) decide in the speaker as in `herald plan`: they live
+//! in a [`Registry`], synced with the manifests on every reload. A changed
+//! plugin is replaced in place and the next plan uses it; as the drivers
+//! act only on the difference, a replacement that changes announcements
+//! changes routes and owners without resetting a session. A plugin that
+//! fails follows its `failurePolicy` (`Fallback`: the built-in policy
+//! decides; `Fail`: the VIP is not announced) and is logged by name on
+//! every plan that met the failure.
 //!
 //! Drivers act only on the difference between views.
 
@@ -39,8 +56,8 @@ use std::time::Duration;
 use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
 use herald_core::announce::{AnnounceInput, Announcements, announce};
-use herald_core::policy::BUILT_IN;
 use herald_l2::membership::Membership;
+use herald_policy::Registry;
 use tokio::sync::watch;
 
 /// How long a starting speaker waits to hear from every other member
@@ -150,12 +167,12 @@ async fn serve(args: Args) -> ExitCode {
     let alive = |peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>| {
         peers.as_mut().map(|p| p.borrow_and_update().alive.clone())
     };
-    let (view_tx, view_rx) = watch::channel(Arc::new(plan(
-        &args.node,
-        manifests,
-        &config,
-        alive(&mut peers),
-    )));
+    let mut registry = Registry::new();
+    let first = tokio::task::block_in_place(|| {
+        sync_plugins(&mut registry, &manifests);
+        plan(&args.node, manifests, &config, &registry, alive(&mut peers))
+    });
+    let (view_tx, view_rx) = watch::channel(Arc::new(first));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let bgp = tokio::spawn(bgp::run(
         view_rx.clone(),
@@ -178,7 +195,10 @@ async fn serve(args: Args) -> ExitCode {
             () = changes.next() => {
                 match load_paths(&[&args.manifests]) {
                     Ok(m) => {
-                        let view = plan(&args.node, m, &config, alive(&mut peers));
+                        let view = tokio::task::block_in_place(|| {
+                            sync_plugins(&mut registry, &m);
+                            plan(&args.node, m, &config, &registry, alive(&mut peers))
+                        });
                         tracing::info!(routes = view.announcements.routes_of(&args.node).count(), owned = view.announcements.owned_by(&args.node).count(), "manifests changed");
                         view_tx.send_replace(Arc::new(view));
                     }
@@ -187,7 +207,9 @@ async fn serve(args: Args) -> ExitCode {
             }
             Some(()) = membership_changed(&mut peers, planned) => {
                 let manifests = view_tx.borrow().manifests.clone();
-                let view = plan(&args.node, manifests, &config, alive(&mut peers));
+                let view = tokio::task::block_in_place(|| {
+                    plan(&args.node, manifests, &config, &registry, alive(&mut peers))
+                });
                 tracing::info!(alive = ?view.alive, owned = view.announcements.owned_by(&args.node).count(), "membership changed");
                 view_tx.send_replace(Arc::new(view));
             }
@@ -219,13 +241,24 @@ async fn membership_changed(
     }
 }
 
-/// Plans the announcements of `manifests` with the speakers `alive` from
-/// membership; without membership every node in the manifests counts as
-/// alive.
+/// Brings the plugins to the manifests' `PolicyPlugin`s: a changed one is
+/// replaced in place, and the next plan decides with it. A plugin that
+/// does not load is logged on every change until it is fixed (the version
+/// running before keeps running).
+fn sync_plugins(registry: &mut Registry, manifests: &Manifests) {
+    for e in registry.sync(&manifests.plugins) {
+        tracing::warn!(plugin = %e.name, "{}", e.message);
+    }
+}
+
+/// Plans the announcements of `manifests` with the plugins of `registry`
+/// and the speakers `alive` from membership; without membership every node
+/// in the manifests counts as alive.
 fn plan(
     node: &str,
     manifests: Manifests,
     config: &Config,
+    registry: &Registry,
     alive: Option<BTreeSet<String>>,
 ) -> View {
     let alive: BTreeSet<String> =
@@ -242,7 +275,7 @@ fn plan(
             l2: &manifests.l2_advertisements,
         },
         config,
-        &BUILT_IN,
+        &registry.policies(),
     );
     for e in &announcements.errors {
         tracing::warn!(kind = %e.kind, name = %e.name, "{}", e.message);
