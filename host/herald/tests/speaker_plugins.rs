@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bgp_lab::{Lab, ROUTER_ASN, ROUTER_V4, advertisement, lock};
+use bgp_lab::{Lab, ROUTER_ASN, ROUTER_V4, advertisement, lock, next_hop_weights};
 use sha2::{Digest, Sha256};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -248,37 +248,29 @@ fn frr_endpoint_weighted_sets_weights_and_drops_nodes_without_endpoints() {
     }
     let _frr = lab.frr(&conf);
     let _herald: Vec<_> = (0..3).map(|i| lab.herald_on(i)).collect();
-    let route = || {
-        lab.router
-            .ip(&["route", "show", VIP])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
     lab.wait("FRR to install the VIP over n1 and n2", || {
-        let r = route();
-        r.contains(&format!("via {} dev eth0 weight", node_v4(0)))
-            && r.contains(&format!("via {} dev eth0 weight", node_v4(1)))
+        next_hop_weights(&lab.kernel_route(VIP)).len() == 2
     });
-    // n3's session is up and it announces nothing: the plugin's choice.
-    lab.wait("n3's session to be established", || {
-        lab.vtysh(&format!("show bgp neighbors {}", node_v4(2)))
-            .contains("BGP state = Established")
+    // n3's session is up and it sent its table: nothing, the plugin's
+    // choice (the built-in policy would announce it at weight 1).
+    lab.wait("n3 to send its initial table", || {
+        lab.log_of(2).lines().any(|l| l.contains("advertised"))
     });
-    let r = route();
-    assert!(!r.contains(&node_v4(2)), "n3 has no endpoints:\n{r}");
-    let weight = |nh: &str| -> u32 {
-        let line = r
-            .lines()
-            .find(|l| l.contains(&format!("via {nh} ")))
-            .unwrap();
-        line.split("weight ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (w1, w2) = (weight(&node_v4(0)), weight(&node_v4(1)));
+    let sent = lab.log_of(2);
+    let sent = sent.lines().find(|l| l.contains("advertised")).unwrap();
+    assert!(
+        sent.contains("routes=0"),
+        "n3 announced: {sent}\n{}",
+        lab.log_of(2)
+    );
+    let r = lab.kernel_route(VIP);
+    let weights = next_hop_weights(&r);
+    assert_eq!(
+        weights.keys().collect::<Vec<_>>(),
+        [&node_v4(0), &node_v4(1)],
+        "n3 has no endpoints:\n{r}"
+    );
+    let (w1, w2) = (weights[&node_v4(0)], weights[&node_v4(1)]);
     assert_eq!(w2, 3 * w1, "weights 1:3 expected, got {w1}:{w2}\n{r}");
 }
 

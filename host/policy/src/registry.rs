@@ -14,9 +14,11 @@
 //! | changed | the new version is loaded and swapped in ([`WasmPlugin::replace`]): the next decision uses it; on failure the old version keeps running and the error says so |
 //! | gone | dropped |
 //!
-//! A version that failed is tried again at the next sync only if its spec
-//! or its bytes changed, so a broken plugin is not compiled again on every
-//! manifest change; its error is reported on every sync until it is fixed.
+//! A version that failed is tried again at every sync, and reported until
+//! it loads: a failure may be passing (a file not yet copied, a first call
+//! that ran out of time on a loaded machine), and the compile cache makes a
+//! retry of a component that compiled cheap. [`Registry::has_failures`]
+//! tells a caller to sync again later.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +26,6 @@ use herald_core::ConfigError;
 use herald_core::announce::AnnouncerPolicy;
 use herald_core::plugin::{PolicyPluginSpec, World};
 use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
-use sha2::{Digest, Sha256};
 
 use crate::host::read_source;
 use crate::{Error, Host, WasmPlugin};
@@ -43,15 +44,8 @@ struct Entry {
     /// The spec the running version was loaded from.
     running_spec: Option<PolicyPluginSpec>,
     running: Option<WasmPlugin>,
-    /// The last version that failed to load, with the digest of the bytes
-    /// it was tried with and why; cleared by a successful load.
-    failed: Option<Failed>,
-}
-
-struct Failed {
-    spec: PolicyPluginSpec,
-    bytes_digest: Option<[u8; 32]>,
-    message: String,
+    /// Why the wanted version does not run; cleared by a successful load.
+    error: Option<String>,
 }
 
 /// What the registry knows of one plugin, for logs and status.
@@ -106,23 +100,11 @@ impl Registry {
         let entry = self.plugins.entry(name.to_owned()).or_insert(Entry {
             running_spec: None,
             running: None,
-            failed: None,
+            error: None,
         });
         if entry.running_spec.as_ref() == Some(spec) {
-            entry.failed = None;
+            entry.error = None;
             return None;
-        }
-        let bytes = read_source(name, spec);
-        let bytes_digest = bytes
-            .as_ref()
-            .ok()
-            .map(|b| <[u8; 32]>::from(Sha256::digest(b)));
-        if let Some(f) = &entry.failed
-            && f.spec == *spec
-            && f.bytes_digest == bytes_digest
-            && bytes_digest.is_some()
-        {
-            return Some(f.message.clone());
         }
         let host = match &self.host {
             Some(h) => h.clone(),
@@ -131,7 +113,7 @@ impl Registry {
                 Err(e) => return Some(e.to_string()),
             },
         };
-        let result = bytes.and_then(|bytes| match &entry.running {
+        let result = read_source(name, spec).and_then(|bytes| match &entry.running {
             Some(running) => running.replace(&host, spec, &bytes),
             None => host
                 .load(name, spec, &bytes)
@@ -140,16 +122,12 @@ impl Registry {
         match result {
             Ok(()) => {
                 entry.running_spec = Some(spec.clone());
-                entry.failed = None;
+                entry.error = None;
                 None
             }
             Err(e) => {
                 let message = refusal(&e, entry.running.as_ref());
-                entry.failed = Some(Failed {
-                    spec: spec.clone(),
-                    bytes_digest,
-                    message: message.clone(),
-                });
+                entry.error = Some(message.clone());
                 Some(message)
             }
         }
@@ -191,6 +169,12 @@ impl Registry {
         policies
     }
 
+    /// Whether some plugin does not run the version its spec asks for (a
+    /// later [`Registry::sync`] tries it again).
+    pub fn has_failures(&self) -> bool {
+        self.plugins.values().any(|e| e.error.is_some())
+    }
+
     /// The running plugin `name`, if one runs.
     pub fn get(&self, name: &str) -> Option<&WasmPlugin> {
         self.plugins.get(name)?.running.as_ref()
@@ -206,7 +190,7 @@ impl Registry {
                     name: name.clone(),
                     world: current.as_ref().map(|c| c.world()),
                     digest: current.as_ref().map(|c| c.digest()),
-                    error: entry.failed.as_ref().map(|f| f.message.clone()),
+                    error: entry.error.clone(),
                 }
             })
             .collect()

@@ -66,6 +66,11 @@ use tokio::sync::watch;
 /// are not, this bounds the wait.
 const SETTLE_BOUND: Duration = Duration::from_millis(500);
 
+/// How often plugins that failed to load are tried again while nothing
+/// changes: soon enough that a passing failure is short, seldom enough that
+/// a broken plugin costs nothing noticeable.
+const PLUGIN_RETRY: Duration = Duration::from_secs(10);
+
 /// Flags of `herald speaker`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -168,10 +173,13 @@ async fn serve(args: Args) -> ExitCode {
         peers.as_mut().map(|p| p.borrow_and_update().alive.clone())
     };
     let mut registry = Registry::new();
-    let first = tokio::task::block_in_place(|| {
-        sync_plugins(&mut registry, &manifests);
-        plan(&args.node, manifests, &config, &registry, alive(&mut peers))
-    });
+    let first = reload(
+        &args.node,
+        manifests,
+        &config,
+        &mut registry,
+        alive(&mut peers),
+    );
     let (view_tx, view_rx) = watch::channel(Arc::new(first));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let bgp = tokio::spawn(bgp::run(
@@ -195,21 +203,24 @@ async fn serve(args: Args) -> ExitCode {
             () = changes.next() => {
                 match load_paths(&[&args.manifests]) {
                     Ok(m) => {
-                        let view = tokio::task::block_in_place(|| {
-                            sync_plugins(&mut registry, &m);
-                            plan(&args.node, m, &config, &registry, alive(&mut peers))
-                        });
+                        let view = reload(&args.node, m, &config, &mut registry, alive(&mut peers));
                         tracing::info!(routes = view.announcements.routes_of(&args.node).count(), owned = view.announcements.owned_by(&args.node).count(), "manifests changed");
                         view_tx.send_replace(Arc::new(view));
                     }
                     Err(e) => tracing::warn!(error = %e, "manifests changed but do not load; keeping the last good ones"),
                 }
             }
+            // A plugin that did not load is tried again now and then
+            // (its file may arrive late, a first call may have run out of
+            // time on a loaded machine), not only at the next change.
+            () = tokio::time::sleep(PLUGIN_RETRY), if registry.has_failures() => {
+                let manifests = view_tx.borrow().manifests.clone();
+                let view = reload(&args.node, manifests, &config, &mut registry, alive(&mut peers));
+                view_tx.send_replace(Arc::new(view));
+            }
             Some(()) = membership_changed(&mut peers, planned) => {
                 let manifests = view_tx.borrow().manifests.clone();
-                let view = tokio::task::block_in_place(|| {
-                    plan(&args.node, manifests, &config, &registry, alive(&mut peers))
-                });
+                let view = reload(&args.node, manifests, &config, &mut registry, alive(&mut peers));
                 tracing::info!(alive = ?view.alive, owned = view.announcements.owned_by(&args.node).count(), "membership changed");
                 view_tx.send_replace(Arc::new(view));
             }
@@ -241,14 +252,23 @@ async fn membership_changed(
     }
 }
 
-/// Brings the plugins to the manifests' `PolicyPlugin`s: a changed one is
-/// replaced in place, and the next plan decides with it. A plugin that
-/// does not load is logged on every change until it is fixed (the version
-/// running before keeps running).
-fn sync_plugins(registry: &mut Registry, manifests: &Manifests) {
-    for e in registry.sync(&manifests.plugins) {
-        tracing::warn!(plugin = %e.name, "{}", e.message);
-    }
+/// Brings the plugins to the manifests' `PolicyPlugin`s (a changed one is
+/// replaced in place; one that does not load is logged, and the version
+/// running before keeps running), then plans with them. In
+/// `block_in_place`: loading compiles, and plugin calls block (module docs).
+fn reload(
+    node: &str,
+    manifests: Manifests,
+    config: &Config,
+    registry: &mut Registry,
+    alive: Option<BTreeSet<String>>,
+) -> View {
+    tokio::task::block_in_place(|| {
+        for e in registry.sync(&manifests.plugins) {
+            tracing::warn!(plugin = %e.name, "{}", e.message);
+        }
+        plan(node, manifests, config, registry, alive)
+    })
 }
 
 /// Plans the announcements of `manifests` with the plugins of `registry`

@@ -409,3 +409,26 @@ pub fn frr_conf(router_id: &str, node: &str, node_asn: u32, neighbor_extra: &str
         "frr defaults datacenter\nhostname r\nrouter bgp {ROUTER_ASN}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n neighbor {node} remote-as {node_asn}\n{neighbor_extra} address-family ipv4 unicast\n  neighbor {node} activate\n exit-address-family\n address-family ipv6 unicast\n  neighbor {node} activate\n exit-address-family\n"
     )
 }
+
+impl Lab {
+    /// The router's kernel route to `destination` (`ip route show`).
+    pub fn kernel_route(&self, destination: &str) -> String {
+        self.router
+            .ip(&["route", "show", destination])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The next hops of a multipath kernel route and their weights
+/// (`nexthop via ADDRESS dev IF weight N` lines).
+pub fn next_hop_weights(route: &str) -> std::collections::BTreeMap<String, u32> {
+    route
+        .lines()
+        .filter_map(|line| {
+            let via = line.split("via ").nth(1)?.split_whitespace().next()?;
+            let weight = line.split("weight ").nth(1)?.trim().parse().ok()?;
+            Some((via.to_owned(), weight))
+        })
+        .collect()
+}
