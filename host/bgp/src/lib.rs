@@ -17,8 +17,10 @@
 //!   address, TTL and MD5 key; refuse a connection);
 //! - `md5`: the `TCP_MD5SIG` socket option, the crate's only `unsafe`.
 //!
-//! Imports between the modules go one way: `session` → `listen` →
-//! `socket` → `peer` → `fsm` → `wire`, and `session` → `rib` → `wire`.
+//! Imports between the modules go one way, no cycle: `session` imports
+//! `listen`, `socket`, `peer`, `rib`, `fsm` and `wire`; `listen` imports
+//! `socket`, `peer` and `md5`; `socket` imports `peer`, `md5` and `wire`;
+//! `peer` imports `fsm`; `rib` and `fsm` import `wire`.
 //!
 //! Depends on herald-core's validated BGP types, netgauze and tokio; never
 //! on the API, Kubernetes or the speaker's manifests.

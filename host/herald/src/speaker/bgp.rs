@@ -6,7 +6,9 @@
 //! its session. The peers' own connections arrive through one set of
 //! listening sockets shared by the sessions (`--bgp-listen`, on each peer's
 //! port); passive peers only have those. On shutdown the sockets close and
-//! every session sends a Cease.
+//! every session sends a Cease. A session's settings (router ID, TTL,
+//! graceful restart) are decided by [`PeerConfig::for_node`]; a peer the
+//! node cannot open is logged and left out.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
