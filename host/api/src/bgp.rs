@@ -244,12 +244,16 @@ impl BGPPeer {
         };
         let spec = &self.spec;
 
+        // In the order of the spec's fields: the first invalid one is
+        // reported.
         let peer_address = endpoint_address(&spec.peer_address)
             .map_err(|m| err(invalid("spec.peerAddress", m)))?;
         let peer_asn =
             Asn::new(spec.peer_asn).map_err(|e| err(invalid("spec.peerASN", e.to_string())))?;
         let my_asn =
             Asn::new(spec.my_asn).map_err(|e| err(invalid("spec.myASN", e.to_string())))?;
+        let peer_port = peer_port(spec.peer_port).map_err(err)?;
+        let source_address = source_address(&spec.source_address, peer_address).map_err(err)?;
         let router_id = spec
             .router_id
             .as_deref()
@@ -257,23 +261,26 @@ impl BGPPeer {
             .transpose()
             .map_err(|m| err(invalid("spec.routerID", m)))?;
         let timers = timers(spec).map_err(err)?;
+        let ebgp_multihop = ebgp_multihop(spec.ebgp_multi_hop, peer_asn, my_asn).map_err(err)?;
+        let password = password(&spec.password_secret, &spec.password).map_err(err)?;
+        let families = families(&spec.families).map_err(err)?;
 
         Ok(BgpPeer {
             name: name.clone(),
             peer_address,
             peer_asn,
             my_asn,
-            peer_port: peer_port(spec.peer_port).map_err(err)?,
-            source_address: source_address(&spec.source_address, peer_address).map_err(err)?,
+            peer_port,
+            source_address,
             router_id,
             hold_time: timers.hold,
             keepalive_time: timers.keepalive,
             connect_time: timers.connect,
-            ebgp_multihop: ebgp_multihop(spec.ebgp_multi_hop, peer_asn, my_asn).map_err(err)?,
-            password: password(&spec.password_secret, &spec.password).map_err(err)?,
+            ebgp_multihop,
+            password,
             graceful_restart: spec.graceful_restart.unwrap_or(false),
             passive: spec.passive.unwrap_or(false),
-            families: families(&spec.families).map_err(err)?,
+            families,
             node_selector: node_selector(&spec.node_selector).map_err(err)?,
         })
     }
