@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use herald_core::Family;
 use herald_core::bgp::{
     Asn, BGP_PORT, BgpAdvertisement, BgpPeer, Community, DEFAULT_CONNECT_TIME, DEFAULT_HOLD_TIME,
-    KEEPALIVE_DIVISOR, LargeCommunity, MAX_AS_PATH_PREPEND, MIN_HOLD_TIME, Password, SecretKeyRef,
-    TCP_MD5_MAX_KEY_LEN,
+    KEEPALIVE_DIVISOR, LargeCommunity, MAX_AS_PATH_PREPEND, MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES,
+    MIN_HOLD_TIME, Password, SecretKeyRef, TCP_MD5_MAX_KEY_LEN, TooManyCommunities,
+    check_community_counts,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, ResourceExt};
@@ -184,11 +185,14 @@ pub struct BGPAdvertisementSpec {
     pub peers: Option<Vec<String>>,
     /// BGP communities (RFC 1997): `64512:100`, or a well-known name:
     /// NO_EXPORT, NO_ADVERTISE, NO_EXPORT_SUBCONFED, NO_PEER, BLACKHOLE,
-    /// GRACEFUL_SHUTDOWN, LLGR_STALE, NO_LLGR, ACCEPT_OWN.
+    /// GRACEFUL_SHUTDOWN, LLGR_STALE, NO_LLGR, ACCEPT_OWN. At most 500:
+    /// with the other attributes they must fit one 4,096-octet UPDATE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_COMMUNITIES))]
     pub communities: Option<Vec<String>>,
-    /// BGP large communities (RFC 8092): `4200000001:1:2`.
+    /// BGP large communities (RFC 8092): `4200000001:1:2`. At most 150.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_LARGE_COMMUNITIES))]
     pub large_communities: Option<Vec<String>>,
     /// LOCAL_PREF, sent to iBGP peers only (default: not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,175 +236,34 @@ impl BGPPeer {
     /// Validates the peer into the speaker's view of it.
     pub fn validate(&self) -> Result<BgpPeer, FieldError> {
         let name = self.name_any();
-        let err = |field: &str, message: String| FieldError {
+        let err = |(field, message): Invalid| FieldError {
             kind: "BGPPeer",
             name: name.clone(),
-            field: field.into(),
+            field,
             message,
         };
         let spec = &self.spec;
 
-        let peer_address =
-            endpoint_address(&spec.peer_address).map_err(|m| err("spec.peerAddress", m))?;
-        let peer_asn = Asn::new(spec.peer_asn).map_err(|e| err("spec.peerASN", e.to_string()))?;
-        let my_asn = Asn::new(spec.my_asn).map_err(|e| err("spec.myASN", e.to_string()))?;
-        let peer_port = match spec.peer_port {
-            None => BGP_PORT,
-            Some(0) => {
-                return Err(err(
-                    "spec.peerPort",
-                    "must be from 1 to 65535, not 0".into(),
-                ));
-            }
-            Some(port) => port,
-        };
-        let source_address = match &spec.source_address {
-            None => None,
-            Some(text) => {
-                let source = endpoint_address(text).map_err(|m| err("spec.sourceAddress", m))?;
-                if Family::of(source) != Family::of(peer_address) {
-                    return Err(err(
-                        "spec.sourceAddress",
-                        format!(
-                            "{source} is {} but peerAddress {peer_address} is {}",
-                            Family::of(source),
-                            Family::of(peer_address)
-                        ),
-                    ));
-                }
-                Some(source)
-            }
-        };
+        // In the order of the spec's fields: the first invalid one is
+        // reported.
+        let peer_address = endpoint_address(&spec.peer_address)
+            .map_err(|m| err(invalid("spec.peerAddress", m)))?;
+        let peer_asn =
+            Asn::new(spec.peer_asn).map_err(|e| err(invalid("spec.peerASN", e.to_string())))?;
+        let my_asn =
+            Asn::new(spec.my_asn).map_err(|e| err(invalid("spec.myASN", e.to_string())))?;
+        let peer_port = peer_port(spec.peer_port).map_err(err)?;
+        let source_address = source_address(&spec.source_address, peer_address).map_err(err)?;
         let router_id = spec
             .router_id
             .as_deref()
             .map(router_id)
             .transpose()
-            .map_err(|m| err("spec.routerID", m))?;
-
-        let hold_time = match spec.hold_time {
-            None => DEFAULT_HOLD_TIME,
-            Some(0) => 0,
-            Some(t) => match u16::try_from(t) {
-                Ok(t) if t >= MIN_HOLD_TIME => t,
-                _ => {
-                    return Err(err(
-                        "spec.holdTime",
-                        format!(
-                            "must be 0 (no keepalives) or from 3 to 65535 seconds (RFC 4271 §4.2), not {t}"
-                        ),
-                    ));
-                }
-            },
-        };
-        let keepalive_time = match (spec.keepalive_time, hold_time) {
-            (None, hold) => hold / KEEPALIVE_DIVISOR,
-            (Some(0), 0) => 0,
-            (Some(k), 0) => {
-                return Err(err(
-                    "spec.keepaliveTime",
-                    format!(
-                        "must be 0 or unset when holdTime is 0: no keepalives are sent (RFC 4271 §4.4), not {k}"
-                    ),
-                ));
-            }
-            (Some(k), hold) => match u16::try_from(k) {
-                Ok(k) if k >= 1 && k < hold => k,
-                _ => {
-                    return Err(err(
-                        "spec.keepaliveTime",
-                        format!("must be at least 1 and less than holdTime ({hold}), not {k}"),
-                    ));
-                }
-            },
-        };
-        let connect_time = match spec.connect_time {
-            None => DEFAULT_CONNECT_TIME,
-            Some(t) => match u16::try_from(t) {
-                Ok(t) if t >= 1 => t,
-                _ => {
-                    return Err(err(
-                        "spec.connectTime",
-                        format!("must be from 1 to 65535 seconds, not {t}"),
-                    ));
-                }
-            },
-        };
-        let ebgp_multihop = match spec.ebgp_multi_hop {
-            None => None,
-            Some(0) => {
-                return Err(err(
-                    "spec.ebgpMultiHop",
-                    "must be a TTL from 1 to 255, not 0".into(),
-                ));
-            }
-            Some(_) if peer_asn == my_asn => {
-                return Err(err(
-                    "spec.ebgpMultiHop",
-                    format!("applies to eBGP only, but peerASN and myASN are both {peer_asn}"),
-                ));
-            }
-            Some(ttl) => Some(ttl),
-        };
-
-        let password = match (&spec.password_secret, &spec.password) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "spec.password",
-                    "set either password (standalone) or passwordSecret, not both".into(),
-                ));
-            }
-            (Some(secret), None) => Some(Password::Secret(
-                secret_key_ref(secret)
-                    .map_err(|(sub, m)| err(&format!("spec.passwordSecret.{sub}"), m))?,
-            )),
-            (None, Some(password)) => {
-                // The password itself is never echoed in a message.
-                if password.is_empty() {
-                    return Err(err("spec.password", "must not be empty".into()));
-                }
-                if password.len() > TCP_MD5_MAX_KEY_LEN {
-                    return Err(err(
-                        "spec.password",
-                        format!(
-                            "is {} bytes long; a TCP MD5 key is at most {TCP_MD5_MAX_KEY_LEN}",
-                            password.len()
-                        ),
-                    ));
-                }
-                Some(Password::Inline(password.clone()))
-            }
-            (None, None) => None,
-        };
-
-        let families = match &spec.families {
-            None => Family::ALL.to_vec(),
-            Some(list) if list.is_empty() => {
-                return Err(err(
-                    "spec.families",
-                    "must list ipv4, ipv6 or both (or be left out)".into(),
-                ));
-            }
-            Some(list) => {
-                let mut families = Vec::with_capacity(list.len());
-                for (i, &family) in list.iter().enumerate() {
-                    if let Some(first) = list.iter().position(|&f| f == family)
-                        && first < i
-                    {
-                        return Err(err(
-                            &format!("spec.families[{i}]"),
-                            format!(
-                                "{} is listed twice (also spec.families[{first}])",
-                                family.as_str()
-                            ),
-                        ));
-                    }
-                    families.push(Family::from(family));
-                }
-                families.sort();
-                families
-            }
-        };
+            .map_err(|m| err(invalid("spec.routerID", m)))?;
+        let timers = timers(spec).map_err(err)?;
+        let ebgp_multihop = ebgp_multihop(spec.ebgp_multi_hop, peer_asn, my_asn).map_err(err)?;
+        let password = password(&spec.password_secret, &spec.password).map_err(err)?;
+        let families = families(&spec.families).map_err(err)?;
 
         Ok(BgpPeer {
             name: name.clone(),
@@ -410,17 +273,200 @@ impl BGPPeer {
             peer_port,
             source_address,
             router_id,
-            hold_time,
-            keepalive_time,
-            connect_time,
+            hold_time: timers.hold,
+            keepalive_time: timers.keepalive,
+            connect_time: timers.connect,
             ebgp_multihop,
             password,
             graceful_restart: spec.graceful_restart.unwrap_or(false),
             passive: spec.passive.unwrap_or(false),
             families,
-            node_selector: node_selector(&spec.node_selector).map_err(|(f, m)| err(&f, m))?,
+            node_selector: node_selector(&spec.node_selector).map_err(err)?,
         })
     }
+}
+
+/// A field that does not validate, before the object's kind and name are
+/// added: its full path and the message.
+type Invalid = (String, String);
+
+fn invalid(field: &str, message: String) -> Invalid {
+    (field.to_owned(), message)
+}
+
+/// `peerPort`: default [`BGP_PORT`], never 0.
+fn peer_port(port: Option<u16>) -> Result<u16, Invalid> {
+    match port {
+        None => Ok(BGP_PORT),
+        Some(0) => Err(invalid(
+            "spec.peerPort",
+            "must be from 1 to 65535, not 0".into(),
+        )),
+        Some(port) => Ok(port),
+    }
+}
+
+/// `sourceAddress`: an address of the peer's family, if set.
+fn source_address(text: &Option<String>, peer_address: IpAddr) -> Result<Option<IpAddr>, Invalid> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let source = endpoint_address(text).map_err(|m| invalid("spec.sourceAddress", m))?;
+    if Family::of(source) != Family::of(peer_address) {
+        return Err(invalid(
+            "spec.sourceAddress",
+            format!(
+                "{source} is {} but peerAddress {peer_address} is {}",
+                Family::of(source),
+                Family::of(peer_address)
+            ),
+        ));
+    }
+    Ok(Some(source))
+}
+
+/// A session's timers in seconds.
+struct Timers {
+    hold: u16,
+    keepalive: u16,
+    connect: u16,
+}
+
+/// `holdTime`, `keepaliveTime` and `connectTime` with their defaults
+/// (RFC 4271 §4.2, §4.4, §10).
+fn timers(spec: &BGPPeerSpec) -> Result<Timers, Invalid> {
+    let hold = match spec.hold_time {
+        None => DEFAULT_HOLD_TIME,
+        Some(0) => 0,
+        Some(t) => match u16::try_from(t) {
+            Ok(t) if t >= MIN_HOLD_TIME => t,
+            _ => {
+                return Err(invalid(
+                    "spec.holdTime",
+                    format!(
+                        "must be 0 (no keepalives) or from 3 to 65535 seconds (RFC 4271 §4.2), not {t}"
+                    ),
+                ));
+            }
+        },
+    };
+    let keepalive = match (spec.keepalive_time, hold) {
+        (None, hold) => hold / KEEPALIVE_DIVISOR,
+        (Some(0), 0) => 0,
+        (Some(k), 0) => {
+            return Err(invalid(
+                "spec.keepaliveTime",
+                format!(
+                    "must be 0 or unset when holdTime is 0: no keepalives are sent (RFC 4271 §4.4), not {k}"
+                ),
+            ));
+        }
+        (Some(k), hold) => match u16::try_from(k) {
+            Ok(k) if k >= 1 && k < hold => k,
+            _ => {
+                return Err(invalid(
+                    "spec.keepaliveTime",
+                    format!("must be at least 1 and less than holdTime ({hold}), not {k}"),
+                ));
+            }
+        },
+    };
+    let connect = match spec.connect_time {
+        None => DEFAULT_CONNECT_TIME,
+        Some(t) => match u16::try_from(t) {
+            Ok(t) if t >= 1 => t,
+            _ => {
+                return Err(invalid(
+                    "spec.connectTime",
+                    format!("must be from 1 to 65535 seconds, not {t}"),
+                ));
+            }
+        },
+    };
+    Ok(Timers {
+        hold,
+        keepalive,
+        connect,
+    })
+}
+
+/// `ebgpMultiHop`: a TTL of 1 to 255, on eBGP sessions only.
+fn ebgp_multihop(ttl: Option<u8>, peer_asn: Asn, my_asn: Asn) -> Result<Option<u8>, Invalid> {
+    match ttl {
+        None => Ok(None),
+        Some(0) => Err(invalid(
+            "spec.ebgpMultiHop",
+            "must be a TTL from 1 to 255, not 0".into(),
+        )),
+        Some(_) if peer_asn == my_asn => Err(invalid(
+            "spec.ebgpMultiHop",
+            format!("applies to eBGP only, but peerASN and myASN are both {peer_asn}"),
+        )),
+        Some(ttl) => Ok(Some(ttl)),
+    }
+}
+
+/// `passwordSecret` or `password` (not both); the password itself is never
+/// echoed in a message.
+fn password(
+    secret: &Option<SecretKeyReference>,
+    password: &Option<String>,
+) -> Result<Option<Password>, Invalid> {
+    match (secret, password) {
+        (Some(_), Some(_)) => Err(invalid(
+            "spec.password",
+            "set either password (standalone) or passwordSecret, not both".into(),
+        )),
+        (Some(secret), None) => Ok(Some(Password::Secret(
+            secret_key_ref(secret).map_err(|(sub, m)| (format!("spec.passwordSecret.{sub}"), m))?,
+        ))),
+        (None, Some(password)) => {
+            if password.is_empty() {
+                return Err(invalid("spec.password", "must not be empty".into()));
+            }
+            if password.len() > TCP_MD5_MAX_KEY_LEN {
+                return Err(invalid(
+                    "spec.password",
+                    format!(
+                        "is {} bytes long; a TCP MD5 key is at most {TCP_MD5_MAX_KEY_LEN}",
+                        password.len()
+                    ),
+                ));
+            }
+            Ok(Some(Password::Inline(password.clone())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `families`: default both; none twice; sorted.
+fn families(list: &Option<Vec<AddressFamily>>) -> Result<Vec<Family>, Invalid> {
+    let Some(list) = list else {
+        return Ok(Family::ALL.to_vec());
+    };
+    if list.is_empty() {
+        return Err(invalid(
+            "spec.families",
+            "must list ipv4, ipv6 or both (or be left out)".into(),
+        ));
+    }
+    let mut families = Vec::with_capacity(list.len());
+    for (i, &family) in list.iter().enumerate() {
+        if let Some(first) = list.iter().position(|&f| f == family)
+            && first < i
+        {
+            return Err(invalid(
+                &format!("spec.families[{i}]"),
+                format!(
+                    "{} is listed twice (also spec.families[{first}])",
+                    family.as_str()
+                ),
+            ));
+        }
+        families.push(Family::from(family));
+    }
+    families.sort();
+    Ok(families)
 }
 
 impl BGPAdvertisement {
@@ -436,6 +482,16 @@ impl BGPAdvertisement {
         };
         let spec = &self.spec;
 
+        let count = |list: &Option<Vec<String>>| list.as_ref().map_or(0, Vec::len);
+        check_community_counts(count(&spec.communities), count(&spec.large_communities)).map_err(
+            |e| {
+                let field = match e {
+                    TooManyCommunities::Communities { .. } => "spec.communities",
+                    TooManyCommunities::LargeCommunities { .. } => "spec.largeCommunities",
+                };
+                err(field, e.to_string())
+            },
+        )?;
         let communities = parse_list::<Community>(&spec.communities, "spec.communities")
             .map_err(|(f, m)| err(&f, m))?;
         let large_communities =
@@ -1133,6 +1189,63 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(field, "spec.largeCommunities[1]");
+    }
+
+    #[test]
+    fn community_lists_are_bounded_by_what_fits_one_update() {
+        let many = |n: usize, large: bool| {
+            Some(
+                (0..n)
+                    .map(|i| {
+                        if large {
+                            format!("4200000001:1:{i}")
+                        } else {
+                            format!("64512:{i}")
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let e = advertisement(BGPAdvertisementSpec {
+            communities: many(1_200, false),
+            ..Default::default()
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "spec.communities");
+        assert_eq!(
+            e.to_string(),
+            "BGPAdvertisement \"out\": spec.communities: 1200 communities; at most 500 fit in one BGP UPDATE beside the other path attributes"
+        );
+        let (field, message) = advertisement_error(BGPAdvertisementSpec {
+            large_communities: many(MAX_LARGE_COMMUNITIES + 1, true),
+            ..Default::default()
+        });
+        assert_eq!(field, "spec.largeCommunities");
+        assert!(message.contains("151 large communities"), "{message}");
+        let a = advertisement(BGPAdvertisementSpec {
+            communities: many(MAX_COMMUNITIES, false),
+            large_communities: many(MAX_LARGE_COMMUNITIES, true),
+            ..Default::default()
+        })
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (a.communities.len(), a.large_communities.len()),
+            (MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES)
+        );
+    }
+
+    #[test]
+    fn crd_schema_bounds_the_community_lists() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(BGPAdvertisement::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["communities"]["maxItems"], json!(MAX_COMMUNITIES));
+        assert_eq!(
+            spec["largeCommunities"]["maxItems"],
+            json!(MAX_LARGE_COMMUNITIES)
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::session::{PeerConfig, refuse, set_ttl};
+use crate::peer::PeerConfig;
+use crate::socket::{refuse, set_ttl};
 
 /// How long a failed bind waits before it is tried again (the address may
 /// appear later, or another program may let go of the port).

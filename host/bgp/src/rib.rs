@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use herald_core::bgp::Asn;
+use herald_core::bgp::{Asn, Community, LargeCommunity};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::community::{
@@ -85,6 +85,40 @@ pub struct RibOut {
     sent: Routes,
 }
 
+/// What [`RibOut::update_to`] produced: the UPDATEs to write and the
+/// routes it could not write.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// The UPDATEs, encoded back to back: withdrawals first, then
+    /// announcements grouped by attributes.
+    pub bytes: Vec<u8>,
+    /// The groups that could not be encoded, so were not sent.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Update {
+    /// Whether a route of the family (IPv6 or IPv4) was not sent: the
+    /// RIB-out of that family lags behind what is wanted.
+    pub fn skipped(&self, ipv6: bool) -> bool {
+        self.skipped
+            .iter()
+            .flat_map(|s| &s.prefixes)
+            .any(|p| matches!(p, IpNet::V6(_)) == ipv6)
+    }
+}
+
+/// A group of prefixes (one family, one attribute set) that could not be
+/// encoded: their announcement, or their withdrawal.
+#[derive(Debug)]
+pub struct Skipped {
+    /// The prefixes.
+    pub prefixes: Vec<IpNet>,
+    /// Whether they were to be withdrawn (otherwise announced).
+    pub withdrawal: bool,
+    /// Why they could not be encoded.
+    pub error: Error,
+}
+
 impl RibOut {
     /// An empty RIB-out: a new session has advertised nothing.
     pub fn new() -> RibOut {
@@ -104,20 +138,53 @@ impl RibOut {
     }
 
     /// The UPDATEs (encoded) that bring the peer from what was sent to
-    /// `wanted`, and records `wanted` (restricted to what the session
-    /// carries) as sent. Withdrawals come first, then announcements grouped
-    /// by attributes.
-    pub fn update_to(&mut self, wanted: &Routes, enc: &Encoding) -> Result<Vec<u8>, Error> {
-        let mut withdraw_v4 = Vec::new();
-        let mut withdraw_v6 = Vec::new();
+    /// `wanted` (restricted to what the session carries). Each group of
+    /// prefixes with one attribute set in one family is encoded whole or
+    /// not at all: a group that cannot be (attributes too large for one
+    /// UPDATE, say) is reported in [`Update::skipped`] and the others are
+    /// sent. Only what is sent is recorded, so a skipped group is tried
+    /// again at the next call; until then the peer keeps what it had of
+    /// those prefixes (nothing, or their previous attributes).
+    pub fn update_to(&mut self, wanted: &Routes, enc: &Encoding) -> Update {
+        let mut update = Update::default();
+        self.withdraw(wanted, enc, &mut update);
+        self.announce(wanted, enc, &mut update);
+        update
+    }
+
+    /// Withdraws what was sent but is no longer wanted or carried.
+    fn withdraw(&mut self, wanted: &Routes, enc: &Encoding, update: &mut Update) {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for prefix in self.sent.keys() {
             if !wanted.contains_key(prefix) || !enc.carries(prefix) {
                 match prefix {
-                    IpNet::V4(p) => withdraw_v4.push(*p),
-                    IpNet::V6(p) => withdraw_v6.push(*p),
+                    IpNet::V4(p) => v4.push(*p),
+                    IpNet::V6(p) => v6.push(*p),
                 }
             }
         }
+        let v4_nets: Vec<IpNet> = v4.iter().copied().map(IpNet::V4).collect();
+        let v6_nets: Vec<IpNet> = v6.iter().copied().map(IpNet::V6).collect();
+        for (prefixes, encoded) in [(v4_nets, withdraw_ipv4(&v4)), (v6_nets, withdraw_ipv6(&v6))] {
+            match encoded {
+                Ok(bytes) => {
+                    update.bytes.extend_from_slice(&bytes);
+                    for p in &prefixes {
+                        self.sent.remove(p);
+                    }
+                }
+                Err(error) => update.skipped.push(Skipped {
+                    prefixes,
+                    withdrawal: true,
+                    error,
+                }),
+            }
+        }
+    }
+
+    /// Announces what is wanted and was not sent as it is, one group of
+    /// prefixes per attribute set and family.
+    fn announce(&mut self, wanted: &Routes, enc: &Encoding, update: &mut Update) {
         let mut groups: BTreeMap<&Attributes, (Vec<Ipv4Net>, Vec<Ipv6Net>)> = BTreeMap::new();
         for (prefix, attrs) in wanted {
             if !enc.carries(prefix) || self.sent.get(prefix) == Some(attrs) {
@@ -129,23 +196,46 @@ impl RibOut {
                 IpNet::V6(p) => group.1.push(*p),
             }
         }
-        let mut out = Vec::new();
-        withdraw_ipv4(&withdraw_v4, &mut out)?;
-        withdraw_ipv6(&withdraw_v6, &mut out)?;
-        for (attrs, (v4, v6)) in &groups {
-            if let Some(nh) = enc.next_hop_v4 {
-                announce_ipv4(attrs, enc, nh, v4, &mut out)?;
+        for (attrs, (v4, v6)) in groups {
+            if let Some(nh) = enc.next_hop_v4
+                && !v4.is_empty()
+            {
+                let prefixes = v4.iter().copied().map(IpNet::V4).collect();
+                let encoded = announce_ipv4(attrs, enc, nh, &v4);
+                self.record(attrs, prefixes, encoded, update);
             }
-            if let Some(nh) = enc.next_hop_v6 {
-                announce_ipv6(attrs, enc, nh, v6, &mut out)?;
+            if let Some(nh) = enc.next_hop_v6
+                && !v6.is_empty()
+            {
+                let prefixes = v6.iter().copied().map(IpNet::V6).collect();
+                let encoded = announce_ipv6(attrs, enc, nh, &v6);
+                self.record(attrs, prefixes, encoded, update);
             }
         }
-        self.sent = wanted
-            .iter()
-            .filter(|(p, _)| enc.carries(p))
-            .map(|(p, a)| (*p, a.clone()))
-            .collect();
-        Ok(out)
+    }
+
+    /// Takes one group's announcement into `update` and records it as
+    /// sent, or reports it skipped.
+    fn record(
+        &mut self,
+        attrs: &Attributes,
+        prefixes: Vec<IpNet>,
+        encoded: Result<Vec<u8>, Error>,
+        update: &mut Update,
+    ) {
+        match encoded {
+            Ok(bytes) => {
+                update.bytes.extend_from_slice(&bytes);
+                for p in prefixes {
+                    self.sent.insert(p, attrs.clone());
+                }
+            }
+            Err(error) => update.skipped.push(Skipped {
+                prefixes,
+                withdrawal: false,
+                error,
+            }),
+        }
     }
 }
 
@@ -205,20 +295,24 @@ fn append(message: &BgpMessage, out: &mut Vec<u8>) -> Result<(), Error> {
     Ok(())
 }
 
-fn withdraw_ipv4(prefixes: &[Ipv4Net], out: &mut Vec<u8>) -> Result<(), Error> {
+/// The UPDATEs that withdraw IPv4 `prefixes` (none when there are none).
+fn withdraw_ipv4(prefixes: &[Ipv4Net]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
     // Header, withdrawn-routes length, path-attributes length (§4.3).
     let room = MAX_MESSAGE_LEN - wire::HEADER_LEN - 4;
     for chunk in chunks(prefixes, room, |p| nlri_len(p.prefix_len())) {
         let withdrawn = chunk.iter().map(v4).collect::<Result<Vec<_>, _>>()?;
         append(
             &BgpMessage::Update(BgpUpdateMessage::new(withdrawn, Vec::new(), Vec::new())),
-            out,
+            &mut out,
         )?;
     }
-    Ok(())
+    Ok(out)
 }
 
-fn withdraw_ipv6(prefixes: &[Ipv6Net], out: &mut Vec<u8>) -> Result<(), Error> {
+/// The UPDATEs that withdraw IPv6 `prefixes` (none when there are none).
+fn withdraw_ipv6(prefixes: &[Ipv6Net]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
     // Header, two length fields, the attribute header with extended length
     // (4) and AFI/SAFI (3).
     let room = MAX_MESSAGE_LEN - wire::HEADER_LEN - 4 - 4 - 3;
@@ -230,10 +324,10 @@ fn withdraw_ipv6(prefixes: &[Ipv6Net], out: &mut Vec<u8>) -> Result<(), Error> {
                 vec![mp_unreach_v6(nlri)?],
                 Vec::new(),
             )),
-            out,
+            &mut out,
         )?;
     }
-    Ok(())
+    Ok(out)
 }
 
 fn mp_unreach_v6(nlri: Vec<Ipv6UnicastAddress>) -> Result<PathAttribute, Error> {
@@ -245,16 +339,14 @@ fn mp_unreach_v6(nlri: Vec<Ipv6UnicastAddress>) -> Result<PathAttribute, Error> 
     )
 }
 
+/// The UPDATEs that announce IPv4 `prefixes` with `attrs`: NEXT_HOP and
+/// the NLRI field (RFC 4271 §4.3).
 fn announce_ipv4(
     attrs: &Attributes,
     enc: &Encoding,
     next_hop: Ipv4Addr,
     prefixes: &[Ipv4Net],
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    if prefixes.is_empty() {
-        return Ok(());
-    }
+) -> Result<Vec<u8>, Error> {
     let mut path = common_attributes(attrs, enc)?;
     path.insert(
         2,
@@ -265,40 +357,26 @@ fn announce_ipv4(
             PathAttributeValue::NextHop(NextHop::new(next_hop)),
         )?,
     );
-    let base = wire::encode(&BgpMessage::Update(BgpUpdateMessage::new(
-        Vec::new(),
-        path.clone(),
-        Vec::new(),
-    )))?
-    .len();
-    let room = MAX_MESSAGE_LEN.saturating_sub(base);
-    if room < nlri_len(32) {
-        return Err(Error::Encode(format!(
-            "the path attributes take {base} octets: no room for any prefix"
-        )));
-    }
+    let update = |nlri| BgpMessage::Update(BgpUpdateMessage::new(Vec::new(), path.clone(), nlri));
+    let room = room_for_nlri(&update(Vec::new()), nlri_len(32))?;
+    let mut out = Vec::new();
     for chunk in chunks(prefixes, room, |p| nlri_len(p.prefix_len())) {
         let nlri = chunk.iter().map(v4).collect::<Result<Vec<_>, _>>()?;
-        append(
-            &BgpMessage::Update(BgpUpdateMessage::new(Vec::new(), path.clone(), nlri)),
-            out,
-        )?;
+        append(&update(nlri), &mut out)?;
     }
-    Ok(())
+    Ok(out)
 }
 
+/// The UPDATEs that announce IPv6 `prefixes` with `attrs`: MP_REACH_NLRI
+/// with a global next hop (RFC 4760 §3, RFC 2545 §3).
 fn announce_ipv6(
     attrs: &Attributes,
     enc: &Encoding,
     next_hop: Ipv6Addr,
     prefixes: &[Ipv6Net],
-    out: &mut Vec<u8>,
-) -> Result<(), Error> {
-    if prefixes.is_empty() {
-        return Ok(());
-    }
+) -> Result<Vec<u8>, Error> {
     let common = common_attributes(attrs, enc)?;
-    let with = |nlri: Vec<Ipv6UnicastAddress>| {
+    let update = |nlri: Vec<Ipv6UnicastAddress>| {
         let reach = attribute(
             true,
             false,
@@ -317,18 +395,24 @@ fn announce_ipv6(
             Vec::new(),
         )))
     };
-    let base = wire::encode(&with(Vec::new())?)?.len();
-    let room = MAX_MESSAGE_LEN.saturating_sub(base);
-    if room < nlri_len(128) {
-        return Err(Error::Encode(format!(
-            "the path attributes take {base} octets: no room for any prefix"
-        )));
-    }
+    let room = room_for_nlri(&update(Vec::new())?, nlri_len(128))?;
+    let mut out = Vec::new();
     for chunk in chunks(prefixes, room, |p| nlri_len(p.prefix_len())) {
         let nlri = chunk.iter().map(v6).collect::<Result<Vec<_>, _>>()?;
-        append(&with(nlri)?, out)?;
+        append(&update(nlri)?, &mut out)?;
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The octets left for prefixes in an UPDATE whose path attributes are
+/// those of `empty` (an UPDATE without prefixes); an error when not even
+/// one prefix of `longest` octets fits.
+fn room_for_nlri(empty: &BgpMessage, longest: usize) -> Result<usize, Error> {
+    let octets = wire::encoded_len(empty)?;
+    if octets + longest > MAX_MESSAGE_LEN {
+        return Err(Error::TooLarge { octets });
+    }
+    Ok(MAX_MESSAGE_LEN - octets)
 }
 
 /// A path attribute with the flags RFC 4271 §4.3 gives it (netgauze
@@ -347,63 +431,21 @@ fn attribute(
 /// communities, in type-code order as RFC 4271 §5 suggests. NEXT_HOP or
 /// MP_REACH_NLRI are added by the caller.
 fn common_attributes(attrs: &Attributes, enc: &Encoding) -> Result<Vec<PathAttribute>, Error> {
-    let asn = enc.local_asn.get();
-    // eBGP: our ASN once (RFC 4271 §5.1.2) plus the prepends. iBGP: an
-    // empty AS_PATH, prepends ignored: our ASN is the router's own, and
-    // BIRD, GoBGP and FRR all drop a route carrying it as an AS loop.
-    let copies = if enc.ebgp {
-        1 + usize::from(attrs.as_path_prepend)
-    } else {
-        0
-    };
+    // Lists that could never fit (the API bounds them well below this) are
+    // refused before netgauze would have to write a length over 16 bits.
+    let community_octets = 4 * attrs.communities.len() + 12 * attrs.large_communities.len();
+    if community_octets > MAX_MESSAGE_LEN {
+        return Err(Error::TooLarge {
+            octets: community_octets,
+        });
+    }
     let mut out = vec![attribute(
         false,
         true,
         false,
         PathAttributeValue::Origin(Origin::IGP),
     )?];
-    let segments = |n: usize| -> Vec<u32> { vec![asn; n] };
-    let as_path = if enc.asn4 {
-        let segs = if copies == 0 {
-            Vec::new()
-        } else {
-            vec![As4PathSegment::new(
-                AsPathSegmentType::AsSequence,
-                segments(copies),
-            )]
-        };
-        AsPath::As4PathSegments(segs.into())
-    } else {
-        // A 2-octet session: a 4-octet ASN is written AS_TRANS, and the
-        // real path travels in AS4_PATH (RFC 6793 §4.2.2).
-        let two = u16::try_from(asn).unwrap_or(Asn::AS_TRANS as u16);
-        let segs = if copies == 0 {
-            Vec::new()
-        } else {
-            vec![As2PathSegment::new(
-                AsPathSegmentType::AsSequence,
-                vec![two; copies],
-            )]
-        };
-        AsPath::As2PathSegments(segs.into())
-    };
-    out.push(attribute(
-        false,
-        true,
-        false,
-        PathAttributeValue::AsPath(as_path),
-    )?);
-    if !enc.asn4 && asn > u32::from(u16::MAX) && copies > 0 {
-        out.push(attribute(
-            true,
-            true,
-            false,
-            PathAttributeValue::As4Path(As4Path::new(vec![As4PathSegment::new(
-                AsPathSegmentType::AsSequence,
-                segments(copies),
-            )])),
-        )?);
-    }
+    out.extend(as_path(enc, attrs.as_path_prepend)?);
     if let Some(med) = attrs.med {
         out.push(attribute(
             true,
@@ -423,62 +465,125 @@ fn common_attributes(attrs: &Attributes, enc: &Encoding) -> Result<Vec<PathAttri
         )?);
     }
     if !attrs.communities.is_empty() {
-        let list: Vec<_> = attrs
-            .communities
-            .iter()
-            .map(|c| ng_community::Community::new(c.0))
-            .collect();
-        let long = list.len() * 4 > 255;
-        out.push(attribute(
-            true,
-            true,
-            long,
-            PathAttributeValue::Communities(Communities::new(list)),
-        )?);
+        out.push(communities(&attrs.communities)?);
     }
     if let Some(weight) = attrs.weight {
-        // Link bandwidth: non-transitive two-octet-AS extended community,
-        // type 0x40 subtype 0x04, the bandwidth in octets per second as an
-        // IEEE float (draft-ietf-idr-link-bandwidth §2). A 4-octet ASN is
-        // written AS_TRANS: receivers use only the value.
-        #[allow(clippy::cast_precision_loss)]
-        let bandwidth = weight.min(MAX_LINK_BANDWIDTH_WEIGHT) as f32 * BANDWIDTH_PER_WEIGHT;
-        let global_admin = u16::try_from(asn).unwrap_or(Asn::AS_TRANS as u16);
+        out.push(link_bandwidth(enc.local_asn, weight)?);
+    }
+    if !attrs.large_communities.is_empty() {
+        out.push(large_communities(&attrs.large_communities)?);
+    }
+    Ok(out)
+}
+
+/// AS_PATH, and AS4_PATH where a 2-octet session needs it. eBGP: our ASN
+/// once (RFC 4271 §5.1.2) plus the prepends. iBGP: an empty AS_PATH,
+/// prepends ignored: our ASN is the router's own, and BIRD, GoBGP and FRR
+/// all drop a route carrying it as an AS loop.
+fn as_path(enc: &Encoding, prepend: u8) -> Result<Vec<PathAttribute>, Error> {
+    let asn = enc.local_asn.get();
+    let copies = if enc.ebgp {
+        1 + usize::from(prepend)
+    } else {
+        0
+    };
+    let sequence = |asns: Vec<u32>| As4PathSegment::new(AsPathSegmentType::AsSequence, asns);
+    let as_path = if enc.asn4 {
+        let segments = if copies == 0 {
+            Vec::new()
+        } else {
+            vec![sequence(vec![asn; copies])]
+        };
+        AsPath::As4PathSegments(segments.into())
+    } else {
+        // A 2-octet session: a 4-octet ASN is written AS_TRANS, and the
+        // real path travels in AS4_PATH (RFC 6793 §4.2.2).
+        let two = u16::try_from(asn).unwrap_or(Asn::AS_TRANS as u16);
+        let segments = if copies == 0 {
+            Vec::new()
+        } else {
+            vec![As2PathSegment::new(
+                AsPathSegmentType::AsSequence,
+                vec![two; copies],
+            )]
+        };
+        AsPath::As2PathSegments(segments.into())
+    };
+    let mut out = vec![attribute(
+        false,
+        true,
+        false,
+        PathAttributeValue::AsPath(as_path),
+    )?];
+    if !enc.asn4 && asn > u32::from(u16::MAX) && copies > 0 {
         out.push(attribute(
             true,
             true,
             false,
-            PathAttributeValue::ExtendedCommunities(ExtendedCommunities::new(vec![
-                ExtendedCommunity::NonTransitiveTwoOctet(
-                    NonTransitiveTwoOctetExtendedCommunity::LinkBandwidth {
-                        global_admin,
-                        local_admin: bandwidth.to_bits(),
-                    },
-                ),
-            ])),
-        )?);
-    }
-    if !attrs.large_communities.is_empty() {
-        let list: Vec<_> = attrs
-            .large_communities
-            .iter()
-            .map(|c| {
-                ng_community::LargeCommunity::new(
-                    c.global_administrator,
-                    c.local_data_1,
-                    c.local_data_2,
-                )
-            })
-            .collect();
-        let long = list.len() * 12 > 255;
-        out.push(attribute(
-            true,
-            true,
-            long,
-            PathAttributeValue::LargeCommunities(LargeCommunities::new(list)),
+            PathAttributeValue::As4Path(As4Path::new(vec![sequence(vec![asn; copies])])),
         )?);
     }
     Ok(out)
+}
+
+/// COMMUNITIES (RFC 1997), with an extended length when over 255 octets.
+fn communities(list: &[Community]) -> Result<PathAttribute, Error> {
+    let list: Vec<_> = list
+        .iter()
+        .map(|c| ng_community::Community::new(c.0))
+        .collect();
+    let long = list.len() * 4 > 255;
+    attribute(
+        true,
+        true,
+        long,
+        PathAttributeValue::Communities(Communities::new(list)),
+    )
+}
+
+/// LARGE_COMMUNITY (RFC 8092), with an extended length when over 255
+/// octets.
+fn large_communities(list: &[LargeCommunity]) -> Result<PathAttribute, Error> {
+    let list: Vec<_> = list
+        .iter()
+        .map(|c| {
+            ng_community::LargeCommunity::new(
+                c.global_administrator,
+                c.local_data_1,
+                c.local_data_2,
+            )
+        })
+        .collect();
+    let long = list.len() * 12 > 255;
+    attribute(
+        true,
+        true,
+        long,
+        PathAttributeValue::LargeCommunities(LargeCommunities::new(list)),
+    )
+}
+
+/// Link bandwidth: a non-transitive two-octet-AS extended community, type
+/// 0x40 subtype 0x04, the bandwidth in octets per second as an IEEE float
+/// (draft-ietf-idr-link-bandwidth §2). A 4-octet ASN is written AS_TRANS:
+/// receivers use only the value.
+fn link_bandwidth(local_asn: Asn, weight: u32) -> Result<PathAttribute, Error> {
+    #[allow(clippy::cast_precision_loss)]
+    let bandwidth = weight.min(MAX_LINK_BANDWIDTH_WEIGHT) as f32 * BANDWIDTH_PER_WEIGHT;
+    let global_admin = u16::try_from(local_asn.get()).unwrap_or(Asn::AS_TRANS as u16);
+    attribute(
+        true,
+        true,
+        false,
+        PathAttributeValue::ExtendedCommunities(ExtendedCommunities::new(vec![
+            ExtendedCommunity::NonTransitiveTwoOctet(
+                NonTransitiveTwoOctetExtendedCommunity::LinkBandwidth {
+                    global_admin,
+                    local_admin: bandwidth.to_bits(),
+                },
+            ),
+        ])),
+    )
 }
 
 /// The prefix a VIP is advertised as: `addr/len` with the host bits

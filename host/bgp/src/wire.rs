@@ -38,6 +38,16 @@ pub fn encode(message: &BgpMessage) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// How many octets `message` takes, whatever the limit: for sizing a
+/// message before it is filled.
+pub fn encoded_len(message: &BgpMessage) -> Result<usize, Error> {
+    let mut out = Vec::with_capacity(MAX_MESSAGE_LEN);
+    message
+        .write(&mut out)
+        .map_err(|e| Error::Encode(format!("{e:?}")))?;
+    Ok(out.len())
+}
+
 /// The length of the first message in `buf`, once its header is complete:
 /// `Ok(None)` while fewer than [`HEADER_LEN`] octets are there. A header
 /// with a broken marker or an impossible length is the peer's error

@@ -119,8 +119,11 @@ fn tcpdump_decodes_what_herald_sends() {
         ipv6: true,
     };
     let mut rib = RibOut::new();
-    messages.extend(split(&rib.update_to(&routes, &enc).unwrap()));
-    messages.extend(split(&rib.update_to(&Routes::new(), &enc).unwrap()));
+    for wanted in [routes, Routes::new()] {
+        let update = rib.update_to(&wanted, &enc);
+        assert!(update.skipped.is_empty(), "{:?}", update.skipped);
+        messages.extend(split(&update.bytes));
+    }
     messages.push(encode(&end_of_rib(false).unwrap()).unwrap());
     messages.push(encode(&end_of_rib(true).unwrap()).unwrap());
     let text = tcpdump(&messages);

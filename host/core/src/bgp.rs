@@ -35,6 +35,87 @@ pub const DEFAULT_CONNECT_TIME: u16 = 120;
 /// networks filter routes with long AS_PATHs.
 pub const MAX_AS_PATH_PREPEND: u8 = 10;
 
+/// The most communities (RFC 1997) one route may carry, and
+/// [`MAX_LARGE_COMMUNITIES`] the most large ones (RFC 8092): with both lists
+/// full, every other attribute at its largest and one prefix, the route
+/// still fits one UPDATE of 4,096 octets (RFC 4271 §4.1; Herald does not
+/// negotiate RFC 8654's extended messages). The worst case beside the two
+/// lists is [`UPDATE_OCTETS_BESIDE_COMMUNITIES`]; each community takes 4
+/// octets and each large community 12, so 500 × 4 + 150 × 12 = 3,800 of
+/// the 3,918 octets left. A route beyond them could not be sent at all.
+pub const MAX_COMMUNITIES: usize = 500;
+
+/// The most large communities one route may carry: see
+/// [`MAX_COMMUNITIES`].
+pub const MAX_LARGE_COMMUNITIES: usize = 150;
+
+/// The octets of one UPDATE that everything but the community values can
+/// take at most (RFC 4271 §4.3, RFC 4760, RFC 6793):
+///
+/// | part | octets |
+/// |---|---|
+/// | header (19), withdrawn-routes length (2), attributes length (2) | 23 |
+/// | ORIGIN | 4 |
+/// | AS_PATH with 2-octet ASNs (AS_TRANS) and AS4_PATH, each our ASN 1 + [`MAX_AS_PATH_PREPEND`] times | 27 + 49 |
+/// | MP_REACH_NLRI with a global IPv6 next hop and one /128 | 42 |
+/// | MULTI_EXIT_DISC, LOCAL_PREF | 7 + 7 |
+/// | link bandwidth (one extended community) | 11 |
+/// | COMMUNITIES and LARGE_COMMUNITY headers (extended length) | 4 + 4 |
+///
+/// (An IPv4 route takes 12 octets of NEXT_HOP and NLRI instead of 42, and
+/// LOCAL_PREF goes to iBGP peers only, whose AS_PATH is empty: the sum is
+/// above any real route.)
+pub const UPDATE_OCTETS_BESIDE_COMMUNITIES: usize = 23 + 4 + 27 + 49 + 42 + 7 + 7 + 11 + 4 + 4;
+
+/// The largest BGP message Herald sends (RFC 4271 §4.1).
+const MAX_UPDATE_LEN: usize = 4096;
+
+const _: () = assert!(
+    UPDATE_OCTETS_BESIDE_COMMUNITIES + 4 * MAX_COMMUNITIES + 12 * MAX_LARGE_COMMUNITIES
+        <= MAX_UPDATE_LEN,
+    "the community limits must leave every route room in one UPDATE"
+);
+
+/// Checks the sizes of a route's community lists against
+/// [`MAX_COMMUNITIES`] and [`MAX_LARGE_COMMUNITIES`]: the API checks an
+/// advertisement's lists with it, the host an announcer plugin's answer,
+/// and the planner the merge of both.
+pub fn check_community_counts(
+    communities: usize,
+    large_communities: usize,
+) -> Result<(), TooManyCommunities> {
+    if communities > MAX_COMMUNITIES {
+        return Err(TooManyCommunities::Communities { count: communities });
+    }
+    if large_communities > MAX_LARGE_COMMUNITIES {
+        return Err(TooManyCommunities::LargeCommunities {
+            count: large_communities,
+        });
+    }
+    Ok(())
+}
+
+/// A route with more communities than one UPDATE holds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TooManyCommunities {
+    /// Over [`MAX_COMMUNITIES`].
+    #[error(
+        "{count} communities; at most {MAX_COMMUNITIES} fit in one BGP UPDATE beside the other path attributes"
+    )]
+    Communities {
+        /// How many there are.
+        count: usize,
+    },
+    /// Over [`MAX_LARGE_COMMUNITIES`].
+    #[error(
+        "{count} large communities; at most {MAX_LARGE_COMMUNITIES} fit in one BGP UPDATE beside the other path attributes"
+    )]
+    LargeCommunities {
+        /// How many there are.
+        count: usize,
+    },
+}
+
 /// The longest TCP MD5 signature key Linux accepts (`TCP_MD5SIG_MAXKEYLEN`,
 /// the option behind RFC 2385 session passwords).
 pub const TCP_MD5_MAX_KEY_LEN: usize = 80;
@@ -481,6 +562,15 @@ pub struct RouteAttributes {
     pub weight: Option<u32>,
 }
 
+impl RouteAttributes {
+    /// [`check_community_counts`] of this route's lists: the planner checks
+    /// the merge of an advertisement's and an announcer plugin's lists
+    /// with it.
+    pub fn check_community_counts(&self) -> Result<(), TooManyCommunities> {
+        check_community_counts(self.communities.len(), self.large_communities.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,5 +742,31 @@ mod tests {
             key: "password".into(),
         });
         assert!(format!("{s:?}").contains("\"peer\""));
+    }
+
+    #[test]
+    fn community_counts_up_to_the_limits_pass() {
+        assert_eq!(check_community_counts(0, 0), Ok(()));
+        assert_eq!(
+            check_community_counts(MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES),
+            Ok(())
+        );
+        let e = check_community_counts(1_200, 0).unwrap_err();
+        assert_eq!(e, TooManyCommunities::Communities { count: 1_200 });
+        assert_eq!(
+            e.to_string(),
+            "1200 communities; at most 500 fit in one BGP UPDATE beside the other path attributes"
+        );
+        let e = check_community_counts(MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES + 1).unwrap_err();
+        assert_eq!(e, TooManyCommunities::LargeCommunities { count: 151 });
+        assert!(e.to_string().contains("at most 150"), "{e}");
+        let route = RouteAttributes {
+            communities: vec![Community::NO_EXPORT; MAX_COMMUNITIES + 1],
+            ..RouteAttributes::default()
+        };
+        assert_eq!(
+            route.check_community_counts(),
+            Err(TooManyCommunities::Communities { count: 501 })
+        );
     }
 }

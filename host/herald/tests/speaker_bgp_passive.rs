@@ -381,7 +381,7 @@ fn collision(daemon: Daemon, router_id: &str, herald_keeps_its_own: bool) {
     lab.gate(&[&from_herald[0], &from_herald[1]]);
     lab.wait("Herald to close the losing connection", || {
         lab.herald_log().contains(&format!(
-            "connection collision (RFC 4271 §6.8): closing this connection peer=tor connection={lost}"
+            "peer{{name=tor}}: herald_bgp::session: connection collision (RFC 4271 §6.8): closing this connection connection={lost}"
         ))
     });
     // Phase 3: all passes; the router gets Herald's Cease on the losing
@@ -401,7 +401,7 @@ fn collision(daemon: Daemon, router_id: &str, herald_keeps_its_own: bool) {
     );
     assert!(
         log.contains(&format!(
-            "session established peer=tor connection={}",
+            "peer{{name=tor}}: herald_bgp::session: session established connection={}",
             match lost {
                 "incoming" => "outgoing",
                 _ => "incoming",

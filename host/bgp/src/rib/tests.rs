@@ -30,6 +30,18 @@ fn ebgp4() -> Encoding {
     }
 }
 
+/// An update's bytes, all of it sent: nothing skipped.
+trait Whole {
+    fn whole(self) -> Vec<u8>;
+}
+
+impl Whole for Update {
+    fn whole(self) -> Vec<u8> {
+        assert!(self.skipped.is_empty(), "skipped: {:?}", self.skipped);
+        self.bytes
+    }
+}
+
 fn routes(list: &[(&str, Attributes)]) -> Routes {
     list.iter()
         .map(|(p, a)| (p.parse().unwrap(), a.clone()))
@@ -121,7 +133,7 @@ fn ipv4_update_with_every_attribute() {
     let mut rib = RibOut::new();
     let bytes = rib
         .update_to(&routes(&[("198.51.100.10/32", attrs)]), &ebgp4())
-        .unwrap();
+        .whole();
     let expected = hex(&format!(
         "{MARKER} 004d 02
          0000 0031
@@ -150,7 +162,7 @@ fn ibgp_ipv6_update_with_local_pref_and_empty_as_path_even_with_prepends() {
     let mut rib = RibOut::new();
     let bytes = rib
         .update_to(&routes(&[("2001:db8:100::10/128", attrs)]), &enc)
-        .unwrap();
+        .whole();
     let expected = hex(&format!(
         "{MARKER} 004f 02
          0000 0038
@@ -175,7 +187,7 @@ fn prepends_and_link_bandwidth() {
     let mut rib = RibOut::new();
     let bytes = rib
         .update_to(&routes(&[("198.51.100.0/24", attrs)]), &enc)
-        .unwrap();
+        .whole();
     // AS_PATH: three copies of 65010 (0xfdf2), 4 octets each; the
     // link-bandwidth community: non-transitive two-octet-AS type 0x40,
     // subtype 0x04, AS 65010, 3 x 125,000 octets/s = 375e3 as an IEEE
@@ -202,7 +214,7 @@ fn two_octet_session_writes_as_trans_and_as4_path() {
             &routes(&[("198.51.100.10/32", Attributes::default())]),
             &enc,
         )
-        .unwrap();
+        .whole();
     // AS_PATH [23456] and AS4_PATH [4200000001] (RFC 6793 §4.2.2); NEXT_HOP
     // sits between them (attribute order is free, §5).
     let expected = hex(&format!(
@@ -224,8 +236,8 @@ fn withdrawals_and_end_of_rib() {
         ("198.51.100.10/32", Attributes::default()),
         ("2001:db8:100::10/128", Attributes::default()),
     ]);
-    rib.update_to(&both, &ebgp4()).unwrap();
-    let bytes = rib.update_to(&Routes::new(), &ebgp4()).unwrap();
+    rib.update_to(&both, &ebgp4()).whole();
+    let bytes = rib.update_to(&Routes::new(), &ebgp4()).whole();
     let msgs = messages(&bytes);
     assert_eq!(
         msgs,
@@ -262,7 +274,7 @@ fn only_differences_are_sent() {
         ]),
         &ebgp4(),
     )
-    .unwrap();
+    .whole();
     // Nothing changed: nothing to send.
     assert!(
         rib.update_to(
@@ -272,13 +284,13 @@ fn only_differences_are_sent() {
             ]),
             &ebgp4()
         )
-        .unwrap()
+        .whole()
         .is_empty()
     );
     // One attribute change and one removal: one withdrawal, one UPDATE.
     let bytes = rib
         .update_to(&routes(&[("198.51.100.1/32", b)]), &ebgp4())
-        .unwrap();
+        .whole();
     let msgs = messages(&bytes);
     assert_eq!(msgs.len(), 2);
     assert_eq!(
@@ -301,7 +313,7 @@ fn many_prefixes_pack_into_full_updates() {
         })
         .collect();
     let mut rib = RibOut::new();
-    let bytes = rib.update_to(&wanted, &ebgp4()).unwrap();
+    let bytes = rib.update_to(&wanted, &ebgp4()).whole();
     let msgs = messages(&bytes);
     // 5 octets per /32 and ~4050 octets of room: 810 per UPDATE.
     assert_eq!(msgs.len(), 10_000usize.div_ceil(810));
@@ -315,7 +327,7 @@ fn many_prefixes_pack_into_full_updates() {
     }
     assert_eq!(seen, 10_000);
     // Withdrawing all of them packs just as well.
-    let msgs = messages(&rib.update_to(&Routes::new(), &ebgp4()).unwrap());
+    let msgs = messages(&rib.update_to(&Routes::new(), &ebgp4()).whole());
     assert!(msgs.len() <= 10_000usize.div_ceil(800));
 }
 
@@ -333,7 +345,7 @@ fn routes_without_a_next_hop_or_family_are_withheld() {
             ]),
             &enc,
         )
-        .unwrap();
+        .whole();
     assert!(bytes.is_empty());
     assert!(rib.sent().is_empty());
 }
@@ -345,9 +357,9 @@ fn route_refresh_resends_one_family() {
         ("198.51.100.10/32", Attributes::default()),
         ("2001:db8:100::10/128", Attributes::default()),
     ]);
-    rib.update_to(&both, &ebgp4()).unwrap();
+    rib.update_to(&both, &ebgp4()).whole();
     rib.forget(true);
-    let msgs = messages(&rib.update_to(&both, &ebgp4()).unwrap());
+    let msgs = messages(&rib.update_to(&both, &ebgp4()).whole());
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0][23], 0x90, "an MP_REACH_NLRI UPDATE");
 }
@@ -361,7 +373,7 @@ fn link_bandwidth_above_what_fits_32_bits_of_octets_is_sent_as_the_largest_that_
         };
         RibOut::new()
             .update_to(&routes(&[("198.51.100.0/24", attrs)]), &ebgp4())
-            .unwrap()
+            .whole()
     };
     assert_eq!(encode(u32::MAX), encode(MAX_LINK_BANDWIDTH_WEIGHT));
     assert_ne!(
@@ -370,4 +382,192 @@ fn link_bandwidth_above_what_fits_32_bits_of_octets_is_sent_as_the_largest_that_
     );
     let octets = f64::from(MAX_LINK_BANDWIDTH_WEIGHT) * f64::from(BANDWIDTH_PER_WEIGHT);
     assert!(octets <= f64::from(u32::MAX), "{octets}");
+}
+
+/// `n` distinct communities.
+fn communities(n: usize) -> Vec<Community> {
+    (0..n)
+        .map(|i| Community::new(64512, u16::try_from(i).unwrap()))
+        .collect()
+}
+
+/// The prefixes announced in `bytes`, each family.
+fn announced(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in messages(bytes) {
+        let BgpMessage::Update(u) = crate::wire::decode(&m, true).unwrap() else {
+            panic!("not an UPDATE")
+        };
+        out.extend(u.nlri().iter().map(|n| n.network().address().to_string()));
+        for a in u.path_attributes() {
+            if let PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) = a.value() {
+                out.extend(nlri.iter().map(|n| n.network().address().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_group_too_large_for_one_update_is_skipped_and_the_rest_is_sent() {
+    let big = Attributes {
+        communities: communities(1_100),
+        ..Attributes::default()
+    };
+    let small = Attributes {
+        communities: communities(1),
+        ..Attributes::default()
+    };
+    let wanted = routes(&[
+        ("198.51.100.10/32", Attributes::default()),
+        ("198.51.100.11/32", big.clone()),
+        ("2001:db8:100::11/128", big.clone()),
+        ("2001:db8:100::12/128", small.clone()),
+    ]);
+    let mut rib = RibOut::new();
+    let update = rib.update_to(&wanted, &ebgp4());
+    assert_eq!(
+        announced(&update.bytes),
+        ["198.51.100.10/32", "2001:db8:100::12/128"]
+    );
+    // One group per family, each with the reason.
+    let skipped: Vec<(Vec<String>, bool)> = update
+        .skipped
+        .iter()
+        .map(|s| {
+            assert!(
+                matches!(s.error, Error::TooLarge { octets } if octets > MAX_MESSAGE_LEN),
+                "{:?}",
+                s.error
+            );
+            (
+                s.prefixes.iter().map(ToString::to_string).collect(),
+                s.withdrawal,
+            )
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (vec!["198.51.100.11/32".to_owned()], false),
+            (vec!["2001:db8:100::11/128".to_owned()], false)
+        ]
+    );
+    assert!(update.skipped(false) && update.skipped(true));
+    // Only what was sent is recorded.
+    let sent: Vec<String> = rib.sent().keys().map(ToString::to_string).collect();
+    assert_eq!(sent, ["198.51.100.10/32", "2001:db8:100::12/128"]);
+
+    // The next change retries the skipped group: still too large, it is
+    // skipped again while the change itself (a withdrawal) goes out.
+    let mut wanted = wanted;
+    wanted.remove(&"198.51.100.10/32".parse().unwrap());
+    let update = rib.update_to(&wanted, &ebgp4());
+    assert_eq!(
+        messages(&update.bytes),
+        [hex(&format!("{MARKER} 001c 02 0005 20 c633640a 0000"))]
+    );
+    assert_eq!(update.skipped.len(), 2);
+
+    // Fixed, it is sent, and nothing is owed any more.
+    for p in ["198.51.100.11/32", "2001:db8:100::11/128"] {
+        wanted.insert(p.parse().unwrap(), small.clone());
+    }
+    let update = rib.update_to(&wanted, &ebgp4());
+    assert!(update.skipped.is_empty(), "{:?}", update.skipped);
+    assert!(!update.skipped(false) && !update.skipped(true));
+    assert_eq!(
+        announced(&update.bytes),
+        ["198.51.100.11/32", "2001:db8:100::11/128"]
+    );
+    assert_eq!(rib.sent().len(), 3);
+}
+
+#[test]
+fn a_route_whose_new_attributes_cannot_be_encoded_keeps_its_old_ones() {
+    let old = Attributes {
+        med: Some(5),
+        ..Attributes::default()
+    };
+    let big = Attributes {
+        communities: communities(1_100),
+        ..old.clone()
+    };
+    let prefix: IpNet = "198.51.100.10/32".parse().unwrap();
+    let mut rib = RibOut::new();
+    rib.update_to(&routes(&[("198.51.100.10/32", old.clone())]), &ebgp4())
+        .whole();
+    let update = rib.update_to(&routes(&[("198.51.100.10/32", big)]), &ebgp4());
+    assert!(update.bytes.is_empty(), "neither announced nor withdrawn");
+    assert_eq!(update.skipped.len(), 1);
+    // The peer still has the old route, and the record says so: going
+    // back to it sends nothing.
+    assert_eq!(rib.sent().get(&prefix), Some(&old));
+    let back = rib.update_to(&routes(&[("198.51.100.10/32", old)]), &ebgp4());
+    assert!(back.bytes.is_empty() && back.skipped.is_empty());
+}
+
+#[test]
+fn a_list_far_over_any_update_is_refused_before_encoding() {
+    // 20,000 communities take 80,000 octets: more than an attribute's
+    // 16-bit length can say.
+    let huge = Attributes {
+        communities: (0..20_000u32).map(Community).collect(),
+        ..Attributes::default()
+    };
+    let mut rib = RibOut::new();
+    let update = rib.update_to(&routes(&[("198.51.100.10/32", huge)]), &ebgp4());
+    assert!(update.bytes.is_empty());
+    assert!(
+        matches!(update.skipped[0].error, Error::TooLarge { octets: 80_000 }),
+        "{:?}",
+        update.skipped[0].error
+    );
+}
+
+/// The API's limits ([`herald_core::bgp::MAX_COMMUNITIES`] and
+/// [`herald_core::bgp::MAX_LARGE_COMMUNITIES`]) against the real encoder:
+/// a route with both lists full and every other attribute at its largest
+/// takes exactly what the core's table says, within one UPDATE.
+#[test]
+fn a_route_at_the_community_limits_fits_one_update() {
+    use herald_core::bgp::{
+        MAX_AS_PATH_PREPEND, MAX_COMMUNITIES, MAX_LARGE_COMMUNITIES,
+        UPDATE_OCTETS_BESIDE_COMMUNITIES,
+    };
+    let full = Attributes {
+        communities: communities(MAX_COMMUNITIES),
+        large_communities: (0..MAX_LARGE_COMMUNITIES)
+            .map(|i| LargeCommunity {
+                global_administrator: 4_200_000_001,
+                local_data_1: 1,
+                local_data_2: u32::try_from(i).unwrap(),
+            })
+            .collect(),
+        local_pref: Some(200),
+        med: Some(10),
+        as_path_prepend: MAX_AS_PATH_PREPEND,
+        weight: Some(3),
+    };
+    let lists = 4 * MAX_COMMUNITIES + 12 * MAX_LARGE_COMMUNITIES;
+    // eBGP on a 2-octet session with a 4-octet ASN: AS_PATH and AS4_PATH
+    // at their longest, no LOCAL_PREF (7 octets).
+    let mut enc = ebgp4();
+    enc.asn4 = false;
+    let mut rib = RibOut::new();
+    let bytes = rib
+        .update_to(&routes(&[("2001:db8:100::10/128", full.clone())]), &enc)
+        .whole();
+    assert_eq!(bytes.len(), UPDATE_OCTETS_BESIDE_COMMUNITIES - 7 + lists);
+    assert!(bytes.len() <= MAX_MESSAGE_LEN);
+    // iBGP: LOCAL_PREF, and an empty AS_PATH (3 octets instead of 76).
+    enc.ebgp = false;
+    let mut rib = RibOut::new();
+    let bytes = rib
+        .update_to(&routes(&[("2001:db8:100::10/128", full)]), &enc)
+        .whole();
+    assert_eq!(
+        bytes.len(),
+        UPDATE_OCTETS_BESIDE_COMMUNITIES - 76 + 3 + lists
+    );
 }

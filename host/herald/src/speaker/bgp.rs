@@ -6,26 +6,19 @@
 //! its session. The peers' own connections arrive through one set of
 //! listening sockets shared by the sessions (`--bgp-listen`, on each peer's
 //! port); passive peers only have those. On shutdown the sockets close and
-//! every session sends a Cease.
+//! every session sends a Cease. A session's settings (router ID, TTL,
+//! graceful restart) are decided by [`PeerConfig::for_node`]; a peer the
+//! node cannot open is logged and left out.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use herald_bgp::rib::{Routes, prefix};
 use herald_bgp::{Listeners, PeerConfig, Session};
-use herald_core::addr::Family;
-use herald_core::announce::Node;
-use herald_core::bgp::{BgpPeer, Password};
 use tokio::sync::watch;
 
 use super::View;
-
-/// The restart time Herald asks graceful-restart peers to keep its routes
-/// for (RFC 4724 §3): long enough for a pod to be rescheduled and pull its
-/// image, short enough that a node that is really gone is noticed.
-const GRACEFUL_RESTART_TIME: u16 = 120;
 
 struct Running {
     config: PeerConfig,
@@ -66,8 +59,12 @@ async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
             if !peer.node_selector.matches(&node.labels) {
                 continue;
             }
-            let Some(config) = peer_config(peer, node) else {
-                continue;
+            let config = match PeerConfig::for_node(peer, &node.addresses) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, node = %node.name, error = %e, "no session with this peer");
+                    continue;
+                }
             };
             wanted.insert(peer.name.clone(), (config, routes_for(view, &peer.name)));
         }
@@ -130,57 +127,4 @@ fn routes_for(view: &View, peer: &str) -> Routes {
         out.entry(net).or_insert_with(|| r.attributes.clone());
     }
     out
-}
-
-/// The session settings of `peer` on `node`, or `None` (with a warning)
-/// when the node lacks what the session needs.
-fn peer_config(peer: &BgpPeer, node: &Node) -> Option<PeerConfig> {
-    let node_v4 = node.addresses.iter().find_map(|a| match a {
-        IpAddr::V4(a) => Some(*a),
-        IpAddr::V6(_) => None,
-    });
-    let node_v6 = node.addresses.iter().find_map(|a| match a {
-        IpAddr::V6(a) => Some(*a),
-        IpAddr::V4(_) => None,
-    });
-    let source_v4 = match peer.source_address {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
-    let router_id: Option<Ipv4Addr> = peer.router_id.or(source_v4).or(node_v4);
-    let Some(router_id) = router_id else {
-        tracing::warn!(peer = %peer.name, node = %node.name, "no BGP identifier: set routerID on the BGPPeer or give the Node an IPv4 address");
-        return None;
-    };
-    let password = match &peer.password {
-        None => None,
-        Some(Password::Inline(p)) => Some(p.clone()),
-        Some(Password::Secret(s)) => {
-            tracing::warn!(peer = %peer.name, secret = %s.name, "passwordSecret needs the Kubernetes API; standalone mode takes spec.password");
-            return None;
-        }
-    };
-    Some(PeerConfig {
-        name: peer.name.clone(),
-        remote: SocketAddr::new(peer.peer_address, peer.peer_port),
-        source: peer.source_address,
-        // eBGP peers are one hop away unless ebgpMultiHop says otherwise
-        // (the TTL-1 convention of RFC 4271 implementations).
-        ttl: peer.ebgp_multihop.or(peer.is_ebgp().then_some(1)),
-        password,
-        fsm: herald_bgp::Config {
-            local_asn: peer.my_asn,
-            peer_asn: peer.peer_asn,
-            router_id,
-            hold_time: peer.hold_time,
-            keepalive_time: peer.keepalive_time,
-            connect_retry: Duration::from_secs(peer.connect_time.into()),
-            graceful_restart: peer.graceful_restart.then_some(GRACEFUL_RESTART_TIME),
-            ipv4: peer.families.contains(&Family::IPv4),
-            ipv6: peer.families.contains(&Family::IPv6),
-            passive: peer.passive,
-        },
-        next_hop_v4: node_v4,
-        next_hop_v6: node_v6,
-    })
 }
