@@ -19,6 +19,7 @@ use std::time::Duration;
 use bgp_lab::routes::{Daemon, Route, Routes};
 use bgp_lab::{
     Lab, NODE_V4, POLL, ROUTER_ASN, ROUTER_V4, advertisement, frr_conf, gobgpd_conf, lock,
+    next_hop_weights,
 };
 use herald_netns::{Process, wait_for};
 use serde_json::Value;
@@ -892,33 +893,12 @@ fn frr_installs_weighted_ecmp_from_link_bandwidth() {
     ));
     let _h1 = lab.herald_on(0);
     let _h2 = lab.herald_on(1);
-    let route = || {
-        lab.router
-            .ip(&["route", "show", "198.51.100.10"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    };
     lab.wait(
         "FRR to install one route with two weighted next hops",
-        || {
-            let r = route();
-            r.contains(&format!("via {} dev eth0 weight", node_v4(0)))
-                && r.contains(&format!("via {} dev eth0 weight", node_v4(1)))
-        },
+        || next_hop_weights(&lab.kernel_route("198.51.100.10")).len() == 2,
     );
-    let r = route();
-    let weight = |nh: &str| -> u32 {
-        let line = r
-            .lines()
-            .find(|l| l.contains(&format!("via {nh} ")))
-            .unwrap();
-        line.split("weight ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (w1, w2) = (weight(&node_v4(0)), weight(&node_v4(1)));
+    let r = lab.kernel_route("198.51.100.10");
+    let weights = next_hop_weights(&r);
+    let (w1, w2) = (weights[&node_v4(0)], weights[&node_v4(1)]);
     assert_eq!(w2, 3 * w1, "weights 1:3 expected, got {w1}:{w2}\n{r}");
 }
