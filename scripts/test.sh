@@ -18,7 +18,8 @@ step() { printf '\n==> %s\n' "$*"; }
 DEBIAN_PACKAGES=(iproute2 iputils-ping
   bird2 gobgpd frr tcpdump # BGP peers of host/bgp and the speaker tests
   nftables # holds BGP messages back on a test bridge to force connection collisions
-  iputils-arping ndisc6 socat keepalived) # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
+  iputils-arping ndisc6 socat keepalived # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
+  openssl util-linux) # the test control plane's certificates; setpriv ties its processes to the tests
 
 step "Debian packages: ${DEBIAN_PACKAGES[*]}"
 missing=()
@@ -35,6 +36,13 @@ step "toolchain components"
 rustup component add rustfmt clippy
 # Policy plugins are WebAssembly components (scripts/build-plugins.sh).
 rustup target add wasm32-wasip2
+
+step "the Kubernetes control plane (etcd, kube-apiserver, kubectl), built once per machine"
+# Go is on every machine of this project's kind, in /usr/local/go.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+HERALD_CONTROL_PLANE_BIN=$(./scripts/control-plane-build.sh)
+export HERALD_CONTROL_PLANE_BIN
+echo "$HERALD_CONTROL_PLANE_BIN"
 
 step "format"
 cargo fmt --all -- --check

@@ -1,0 +1,376 @@
+//! A real Kubernetes control plane for Herald's tests: etcd and
+//! kube-apiserver, built from their published Go modules by
+//! `scripts/control-plane-build.sh`, started on loopback on free ports in a
+//! temporary directory, with generated certificates (openssl), a
+//! service-account signing key, `--authorization-mode=Node,RBAC`, an admin
+//! identity (group `system:masters`) and a kubeconfig for it. No fake or
+//! in-process API server anywhere.
+//!
+//! One control plane per test binary ([`shared`]); tests isolate themselves
+//! by namespace and object names. Its processes are started with
+//! `setpriv --pdeathsig KILL` from a thread that lives as long as the test
+//! binary, so they die with the binary however it ends (a failed test
+//! included); a [`ControlPlane`] of a test's own ([`ControlPlane::start`])
+//! kills them by PID when dropped.
+//!
+//! Addresses: everything listens on 127.0.0.1. The Service ClusterIP
+//! ranges the API server hands out are documentation prefixes
+//! ([`SERVICE_CIDRS`]); no traffic is ever sent to them.
+//!
+//! Depends on std and herald-netns only. Needs `go` (the build script),
+//! `openssl` and `setpriv` (util-linux).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use herald_netns::{Error, Result, TempDir, run, wait_for};
+
+/// The ClusterIP ranges of the test cluster (dual-stack): documentation
+/// prefixes, so that no address the API server allocates can be anyone's.
+/// Tests keep their load-balancer pools out of them.
+pub const SERVICE_CIDRS: &str = "203.0.113.0/24,2001:db8:ffff::/112";
+
+/// How long the API server may take to become ready (a cold start on a
+/// loaded two-core machine takes about ten seconds).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running etcd and kube-apiserver, and what a client needs to reach
+/// them.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: TempDir,
+    bin: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+    server: String,
+}
+
+/// The directory holding `kube-apiserver`, `kubectl` and `etcd`:
+/// `HERALD_CONTROL_PLANE_BIN`, else what `scripts/control-plane-build.sh`
+/// prints (it builds them on the first run on a machine, then reuses them).
+pub fn binaries() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("HERALD_CONTROL_PLANE_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/control-plane-build.sh");
+    let out = run(script.to_str().expect("a UTF-8 path"), &[])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = text
+        .lines()
+        .last()
+        .ok_or_else(|| Error(format!("{} printed nothing", script.display())))?;
+    Ok(PathBuf::from(dir.trim()))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error(e.to_string()))?;
+    Ok(l.local_addr().map_err(|e| Error(e.to_string()))?.port())
+}
+
+/// `openssl ARGS…` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error(format!("openssl: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+/// A certificate signed by the test CA: `{name}.crt` and `{name}.key`.
+fn certificate(dir: &Path, name: &str, subject: &str, extensions: &str) -> Result<()> {
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), extensions).map_err(|e| Error(e.to_string()))?;
+    let (key, csr, crt) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-out", &crt, "-extfile", &ext,
+        ],
+    )
+}
+
+/// The CA, the API server's serving certificate, the admin's client
+/// certificate and the service-account key pair.
+fn credentials(dir: &Path) -> Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=herald-test-ca",
+        ],
+    )?;
+    certificate(
+        dir,
+        "apiserver",
+        "/CN=kube-apiserver",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )?;
+    certificate(
+        dir,
+        "admin",
+        "/O=system:masters/CN=herald-admin",
+        "extendedKeyUsage=clientAuth\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-out",
+            "sa.key",
+        ],
+    )?;
+    openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"])
+}
+
+/// Starts `program` so that it dies with the thread that started it
+/// (`setpriv --pdeathsig KILL`), logging to `log`.
+fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let file = std::fs::File::create(log).map_err(|e| Error(e.to_string()))?;
+    let err = file.try_clone().map_err(|e| Error(e.to_string()))?;
+    Command::new("setpriv")
+        .arg("--pdeathsig")
+        .arg("KILL")
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| Error(format!("starting {}: {e}", program.display())))
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver and waits until the API server
+    /// answers `/readyz`. The processes die with the calling thread (and are
+    /// killed when this is dropped).
+    pub fn start() -> Result<ControlPlane> {
+        let bin = binaries()?;
+        for b in ["etcd", "kube-apiserver", "kubectl"] {
+            if !bin.join(b).exists() {
+                return Err(Error(format!(
+                    "{} is missing: run scripts/control-plane-build.sh",
+                    bin.join(b).display()
+                )));
+            }
+        }
+        let dir = TempDir::new("herald-cp")?;
+        credentials(dir.path())?;
+        let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let etcd = spawn(
+            &bin.join("etcd"),
+            &[
+                "--name=herald-test".to_owned(),
+                format!("--data-dir={}", dir.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=herald-test={peer_url}"),
+                "--log-level=warn".to_owned(),
+                // A test's data need not survive a power cut.
+                "--unsafe-no-fsync".to_owned(),
+            ],
+            &dir.join("etcd.log"),
+        )?;
+        let d = |name: &str| dir.join(name).display().to_string();
+        let apiserver = spawn(
+            &bin.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".to_owned(),
+                format!("--secure-port={secure}"),
+                format!("--tls-cert-file={}", d("apiserver.crt")),
+                format!("--tls-private-key-file={}", d("apiserver.key")),
+                format!("--client-ca-file={}", d("ca.crt")),
+                format!("--service-account-key-file={}", d("sa.pub")),
+                format!("--service-account-signing-key-file={}", d("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+                "--authorization-mode=Node,RBAC".to_owned(),
+                format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
+                // The `kubernetes` Service's endpoints would be 127.0.0.1,
+                // which Endpoints validation refuses: not reconciled.
+                "--endpoint-reconciler-type=none".to_owned(),
+                "--profiling=false".to_owned(),
+            ],
+            &dir.join("kube-apiserver.log"),
+        )?;
+        let server = format!("https://127.0.0.1:{secure}");
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: herald-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: herald-test\n  context: {{cluster: herald-test, user: admin}}\ncurrent-context: herald-test\n",
+            ca = d("ca.crt"),
+            crt = d("admin.crt"),
+            key = d("admin.key"),
+        );
+        std::fs::write(dir.join("kubeconfig"), kubeconfig).map_err(|e| Error(e.to_string()))?;
+        let cp = ControlPlane {
+            dir,
+            bin,
+            etcd,
+            apiserver,
+            server,
+        };
+        let ready = wait_for("kube-apiserver /readyz", READY_TIMEOUT, Duration::from_millis(200), || {
+            cp.kubectl(&["get", "--raw", "/readyz"])
+                .ok()
+                .filter(|o| String::from_utf8_lossy(&o.stdout).trim() == "ok")
+        });
+        if let Err(e) = ready {
+            return Err(Error(format!("{e}\n{}", cp.logs())));
+        }
+        Ok(cp)
+    }
+
+    /// The kubeconfig of the admin identity.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// The API server's URL (`https://127.0.0.1:PORT`).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// `kubectl ARGS…` as the admin; non-zero exit is an error with its
+    /// output.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// `kubectl ARGS…` with `input` on its standard input.
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Result<Output> {
+        use std::io::Write as _;
+        let mut child = Command::new(self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error(format!("kubectl: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        if let Some(input) = input {
+            stdin
+                .write_all(input.as_bytes())
+                .map_err(|e| Error(format!("kubectl stdin: {e}")))?;
+        }
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error(format!("kubectl: {e}")))?;
+        if !out.status.success() {
+            return Err(Error(format!(
+                "kubectl {} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The last lines of etcd's and the API server's logs, for failure
+    /// messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["etcd.log", "kube-apiserver.log"] {
+            let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!("--- {name} (last lines) ---\n{}\n", tail.join("\n")));
+        }
+        out
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The control plane of this test binary, started on first use from a
+/// thread that lives as long as the binary: its processes die with the
+/// binary (their parent-death signal), however the binary ends. Its
+/// temporary directory is left behind at exit (a few MiB under the system's
+/// temporary directory, named `herald-cp…`).
+pub fn shared() -> &'static ControlPlane {
+    static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("control-plane".to_owned())
+            .spawn(move || {
+                let _ = tx.send(ControlPlane::start());
+                // The parent of the processes: it must outlive every test.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("a thread");
+        match rx.recv() {
+            Ok(Ok(cp)) => cp,
+            Ok(Err(e)) => panic!("cannot start the control plane: {e}"),
+            Err(_) => panic!("the control plane thread died"),
+        }
+    })
+}
