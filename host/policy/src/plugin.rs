@@ -76,6 +76,16 @@ const LOG_LINE_BYTES: usize = 512;
 /// Longest error message of a plugin kept in a report, in bytes.
 const MESSAGE_BYTES: usize = 1024;
 
+/// Bytes of an announcer's answer the host reads per eligible node (as
+/// wasmtime's hostcall fuel: list lengths times element sizes, string
+/// lengths). One choice is about 100 bytes, a node name at most 253, and
+/// one 4,096-octet UPDATE carries under 4 KiB of communities and as much
+/// of large communities: 16 KiB is twice what a choice can need. A longer
+/// answer names more nodes than are eligible, or carries what no UPDATE
+/// can, and is refused when its list length is read, before the host
+/// copies any of it.
+const ANSWER_BYTES_PER_NODE: usize = 16 << 10;
+
 /// The pool resource handed to an allocator: a marker; the view itself is
 /// the store's `State::pool` (one pool per call).
 pub struct PoolHandle;
@@ -329,7 +339,10 @@ fn failure(
         Some(trap) => format!("trapped: {trap}"),
         None => {
             let text = format!("{e:#}");
-            if text.contains("memory") && text.contains("limit") {
+            // wasmtime's hostcall fuel (its error type is private).
+            if text.contains("fuel allocated for hostcalls") {
+                format!("sent more data than the host accepts from one call: {text}")
+            } else if text.contains("memory") && text.contains("limit") {
                 format!("ran out of memory (memoryLimitMiB): {text}")
             } else {
                 format!("failed: {text}")
@@ -580,10 +593,16 @@ impl AnnouncerPolicy for Loaded {
             node_labels,
             ..Inputs::default()
         };
+        let answer_bytes = query
+            .eligible
+            .len()
+            .max(1)
+            .saturating_mul(ANSWER_BYTES_PER_NODE);
         let answer = self.call(inputs, |pre, store| {
             let Pre::Announcer(p, announce) = pre else {
                 unreachable!("world checked above")
             };
+            store.set_hostcall_fuel(answer_bytes);
             let instance = p.instance_pre().instantiate(&mut *store)?;
             let f = instance.get_typed_func::<(&str, &convert::QueryRef<'_>), (AnnounceAnswer,)>(
                 &mut *store,

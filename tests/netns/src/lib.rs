@@ -9,7 +9,8 @@
 //! Safety rules (the project's network rules): tests use only documentation
 //! prefixes (198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24, 2001:db8::/32)
 //! inside namespaces they made; this harness never adds a default route.
-//! Needs root and `ip` (iproute2).
+//! Needs root and `ip` (iproute2). A program a test starts that is not
+//! installed is an error naming its Debian package ([`installed`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,71 @@ impl std::error::Error for Error {}
 /// Harness result.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The Debian package each program the tests run comes from, as
+/// `scripts/test.sh` installs it (FRR's daemons are started by path, from
+/// `/usr/lib/frr`).
+const PACKAGES: &[(&str, &str)] = &[
+    ("arping", "iputils-arping"),
+    ("bgpd", "frr"),
+    ("bird", "bird2"),
+    ("birdc", "bird2"),
+    ("gobgp", "gobgpd"),
+    ("gobgpd", "gobgpd"),
+    ("ip", "iproute2"),
+    ("keepalived", "keepalived"),
+    ("ndisc6", "ndisc6"),
+    ("nft", "nftables"),
+    ("ping", "iputils-ping"),
+    ("rdisc6", "ndisc6"),
+    ("socat", "socat"),
+    ("ss", "iproute2"),
+    ("tcpdump", "tcpdump"),
+    ("vtysh", "frr"),
+    ("watchfrr", "frr"),
+    ("zebra", "frr"),
+];
+
+/// Checks that `program` can be started: an executable file at that path
+/// when it names one (has a `/`), else one found in `PATH`. The error
+/// names the program and, for the programs of [`PACKAGES`], the Debian
+/// package to install: a missing daemon is said at once instead of
+/// surfacing later as a timeout.
+pub fn installed(program: &str) -> Result<()> {
+    let found = if program.contains('/') {
+        executable(Path::new(program))
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+        })
+    };
+    if found {
+        return Ok(());
+    }
+    let name = Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    Err(Error(
+        match PACKAGES.iter().find(|(known, _)| *known == name) {
+            Some((_, package)) => format!(
+                "{program} is not installed: scripts/test.sh installs it with the Debian package {package}"
+            ),
+            None if program.contains('/') => format!("{program} is not an executable file"),
+            None => format!("{program} is not installed (not found in PATH)"),
+        },
+    ))
+}
+
+/// Whether `path` is a file someone may execute.
+fn executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// Runs a command to completion; non-zero exit is an error with its output.
 pub fn run(program: &str, args: &[&str]) -> Result<Output> {
+    installed(program)?;
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -129,6 +193,7 @@ impl Netns {
 
     /// Runs a command inside the namespace to completion.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output> {
+        installed(program)?;
         let mut all = vec!["netns", "exec", &self.name, program];
         all.extend_from_slice(args);
         run("ip", &all)
@@ -137,6 +202,7 @@ impl Netns {
     /// Runs a command inside the namespace and returns its output whatever
     /// its exit status (for probes that are expected to fail sometimes).
     pub fn probe(&self, program: &str, args: &[&str]) -> Result<Output> {
+        installed(program)?;
         Command::new("ip")
             .args(["netns", "exec", &self.name, program])
             .args(args)
@@ -146,8 +212,17 @@ impl Netns {
     }
 
     /// Starts a long-running process inside the namespace; it is killed
-    /// when the returned guard drops. Output goes to `log` when given.
+    /// when the returned guard drops. Output goes to `log` when given. The
+    /// program (and the one `env VAR=… PROGRAM` runs) must be installed.
     pub fn spawn(&self, program: &str, args: &[&str], log: Option<&Path>) -> Result<Process> {
+        installed(program)?;
+        if program == "env"
+            && let Some(wrapped) = args
+                .iter()
+                .find(|a| !a.contains('=') && !a.starts_with('-'))
+        {
+            installed(wrapped)?;
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name, program])
             .args(args)
@@ -375,6 +450,38 @@ mod tests {
         drop(a);
         assert!(!path.exists(), "{path:?} was not removed");
         assert!(b.path().is_dir());
+    }
+
+    #[test]
+    fn a_missing_program_is_named_with_its_package_at_once() {
+        let ns = Netns::new("hm").unwrap();
+        let started = Instant::now();
+        let e = ns.spawn("/nonexistent/bird", &["-f"], None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/bird is not installed: scripts/test.sh installs it with the Debian package bird2"
+        );
+        let e = ns
+            .spawn("env", &["RUST_LOG=info", "/usr/lib/frr-none/zebra"], None)
+            .unwrap_err();
+        assert!(e.to_string().contains("Debian package frr"), "{e}");
+        let e = ns.exec("herald-no-such-program", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "herald-no-such-program is not installed (not found in PATH)"
+        );
+        let e = ns.probe("herald-no-such-program", &[]).unwrap_err();
+        assert!(e.to_string().contains("not installed"), "{e}");
+        let e = run("/nonexistent/gobgp", &[]).unwrap_err();
+        assert!(e.to_string().contains("Debian package gobgpd"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+        // What the tests use is found, by name or by path.
+        installed("ip").unwrap();
+        installed("/bin/sh").unwrap();
     }
 
     #[test]
