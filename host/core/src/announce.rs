@@ -8,44 +8,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use crate::addr::{Family, value};
-use crate::allocate::{Config, ConfigError, PoolIndex, qualifies};
-use crate::bgp::{BgpAdvertisement, BgpPeer, Community, LargeCommunity, RouteAttributes};
+use crate::bgp::{BgpAdvertisement, BgpPeer, RouteAttributes};
+use crate::config::{Config, ConfigError, qualifies};
 use crate::l2::{InterfaceName, L2Advertisement};
+use crate::node::Endpoints;
 use crate::plugin::FailurePolicy;
-use crate::policy::{Policies, PolicyError};
-use crate::pool::PoolDecl;
-use crate::selector::Labels;
-use crate::service::{Service, ServiceRef, TrafficPolicy};
+use crate::policy::{NodeChoice, Policies, PolicyError};
+use crate::pool::{PoolDecl, PoolIndex};
+use crate::selector::LabelSelector;
+use crate::service::{Service, TrafficPolicy};
 
-/// The label that names a node's zone.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// A node as announcement planning sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// `metadata.name`.
-    pub name: String,
-    /// `metadata.labels`, shared: a policy plugin reads them on request
-    /// during a call, without copying them.
-    pub labels: Arc<Labels>,
-    /// The `Ready` condition is `True`.
-    pub ready: bool,
-    /// `status.addresses` (InternalIP and ExternalIP), in order.
-    pub addresses: Vec<IpAddr>,
-}
-
-impl Node {
-    /// The node's zone (`topology.kubernetes.io/zone`), if labelled.
-    pub fn zone(&self) -> Option<&str> {
-        self.labels.get(ZONE_LABEL).map(String::as_str)
-    }
-}
-
-/// Ready endpoints of each Service, per node name (from EndpointSlices).
-pub type Endpoints = BTreeMap<ServiceRef, BTreeMap<String, u32>>;
+// Kept at their old paths for the herald CLI's `plan`, `plugin` and
+// `speaker` modules while they are being rewritten; other code imports
+// them from `policy` and `node`.
+pub use crate::node::{Node, ZONE_LABEL};
+pub use crate::policy::{AnnounceQuery, AnnouncerPolicy, Candidate, Mode};
 
 /// Everything announcement planning looks at.
 #[derive(Clone, Copy, Debug)]
@@ -119,64 +98,6 @@ impl Announcements {
     pub fn owned_by<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s L2Owner> + 's {
         self.l2.iter().filter(move |o| o.node == node)
     }
-}
-
-/// How a VIP is announced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// By BGP: any number of nodes.
-    Bgp,
-    /// On the local segment: exactly one node.
-    L2,
-}
-
-/// A node as an announcer policy sees it for one VIP.
-#[derive(Clone, Copy, Debug)]
-pub struct Candidate<'a> {
-    /// The node.
-    pub node: &'a Node,
-    /// Ready endpoints of the VIP's Services on the node.
-    pub endpoints: u32,
-}
-
-/// What an announcer policy is asked about one VIP.
-#[derive(Clone, Debug)]
-pub struct AnnounceQuery<'a> {
-    /// The VIP.
-    pub vip: IpAddr,
-    /// BGP or L2.
-    pub mode: Mode,
-    /// The Services sharing the VIP.
-    pub services: Vec<&'a Service>,
-    /// The eligible nodes, by name. Only these may be named in the answer.
-    pub eligible: Vec<Candidate<'a>>,
-}
-
-/// One node an announcer policy chooses, with its per-node attributes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeChoice {
-    /// The node's name (one of the eligible nodes).
-    pub node: String,
-    /// The weight (link bandwidth) for weighted BGP.
-    pub weight: u32,
-    /// LOCAL_PREF override.
-    pub local_pref: Option<u32>,
-    /// MED override.
-    pub med: Option<u32>,
-    /// Communities added to the advertisement's.
-    pub communities: Vec<Community>,
-    /// Large communities added to the advertisement's.
-    pub large_communities: Vec<LargeCommunity>,
-    /// AS-path prepends override.
-    pub as_path_prepend: Option<u8>,
-}
-
-/// Chooses which eligible nodes announce a VIP, and how.
-pub trait AnnouncerPolicy: Send + Sync {
-    /// The chosen nodes: for L2 exactly one; for BGP any subset of the
-    /// eligible nodes. The host checks the answer; anything else is a
-    /// failure.
-    fn announce(&self, query: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError>;
 }
 
 /// The built-in announcer: for L2 the eligible node with the highest
@@ -409,7 +330,7 @@ fn covers(pools: &[String], pool: &str) -> bool {
 fn eligible<'a>(
     input: &AnnounceInput<'a>,
     vip: &Vip<'_>,
-    selector: &crate::LabelSelector,
+    selector: &LabelSelector,
 ) -> Vec<Candidate<'a>> {
     let mut out: Vec<Candidate<'a>> = input
         .nodes
@@ -536,11 +457,15 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::bgp::{Asn, BGP_PORT};
     use crate::plugin::FailurePolicy;
     use crate::policy::Plugin;
     use crate::pool::PoolSpec;
+    use crate::selector::Labels;
+    use crate::service::ServiceRef;
 
     fn node(name: &str, zone: &str) -> Node {
         Node {

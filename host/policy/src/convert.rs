@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use herald_core::Family;
-use herald_core::announce::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::bgp::{Community, LargeCommunity};
+use herald_core::policy::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::selector::Labels;
 use herald_core::service::{Service, TrafficPolicy};
 use wasmtime::component::{ComponentType, Lower};

@@ -5,9 +5,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode, NodeChoice};
 use herald_core::plugin::{FailurePolicy, PolicyPluginSpec, World, sha256_hex};
-use herald_core::policy::{AllocatorPolicy, PolicyError, PoolView};
+use herald_core::policy::{
+    AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, Mode, NodeChoice, PolicyError, PoolView,
+};
 use herald_core::selector::Labels;
 use herald_core::service::Service;
 use wasmtime::component::{

@@ -16,8 +16,8 @@ use std::time::Duration;
 use herald_bgp::rib::{Routes, prefix};
 use herald_bgp::{Listeners, PeerConfig, Session};
 use herald_core::addr::Family;
-use herald_core::announce::Node;
 use herald_core::bgp::{BgpPeer, Password};
+use herald_core::node::Node;
 use tokio::sync::watch;
 
 use super::View;
