@@ -162,14 +162,40 @@ struct Vip<'a> {
     services: Vec<&'a Service>,
 }
 
+/// Routes being planned, by (node, peer, prefix, prefix length): one route
+/// per key, however many VIPs aggregation folds into it.
+type Routes = BTreeMap<(String, String, IpAddr, u8), BgpRoute>;
+
 /// Plans every announcement of `input`.
 pub fn announce(
     input: &AnnounceInput<'_>,
     config: &Config,
     policies: &Policies<'_>,
 ) -> Announcements {
+    let mut out = Announcements::default();
+    let mut routes = Routes::new();
+    for vip in vips(input, config).values() {
+        for adv in input.bgp.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
+            bgp_routes(input, vip, adv, policies, &mut routes, &mut out.errors);
+        }
+        for adv in input.l2.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
+            if let Some(owner) = l2_owner(input, vip, adv, policies, &mut out.errors) {
+                out.l2.push(owner);
+            }
+        }
+    }
+    out.bgp = routes.into_values().collect();
+    out.l2.sort();
+    out.errors.sort();
+    out.errors.dedup();
+    out
+}
+
+/// The VIPs to announce, by address: the status addresses of qualifying
+/// Services that lie in a valid pool, each with the Services sharing it.
+fn vips<'a>(input: &AnnounceInput<'a>, config: &Config) -> BTreeMap<IpAddr, Vip<'a>> {
     let index = PoolIndex::new(input.pools);
-    let mut vips: BTreeMap<IpAddr, Vip<'_>> = BTreeMap::new();
+    let mut vips: BTreeMap<IpAddr, Vip<'a>> = BTreeMap::new();
     for s in input.services {
         if !qualifies(s, config) {
             continue;
@@ -188,135 +214,157 @@ pub fn announce(
                 .push(s);
         }
     }
+    vips
+}
 
-    let mut out = Announcements::default();
-    let mut routes: BTreeMap<(String, String, IpAddr, u8), BgpRoute> = BTreeMap::new();
-    for vip in vips.values() {
-        for adv in input.bgp {
-            if !covers(&adv.ip_pools, vip.pool) {
-                continue;
-            }
-            let eligible = eligible(input, vip, &adv.node_selector);
-            let query = AnnounceQuery {
-                vip: vip.address,
-                mode: Mode::Bgp,
-                services: vip.services.clone(),
-                eligible,
-            };
-            let Some(choices) = decide(
-                &query,
-                adv.announcer_plugin.as_deref(),
-                "BGPAdvertisement",
-                &adv.name,
-                policies,
-                &mut out.errors,
-            ) else {
-                continue;
-            };
-            let family = Family::of(vip.address);
-            let len = match family {
-                Family::IPv4 => adv.aggregation_length,
-                Family::IPv6 => adv.aggregation_length_v6,
-            };
-            let prefix = mask(vip.address, len);
-            for choice in choices {
-                let node = query
-                    .eligible
-                    .iter()
-                    .find(|c| c.node.name == choice.node)
-                    .expect("decide checked the node is eligible")
-                    .node;
-                for peer in input.peers {
-                    let selected = adv.peers.is_empty() || adv.peers.contains(&peer.name);
-                    if !selected
-                        || !peer.families.contains(&family)
-                        || !peer.node_selector.matches(&node.labels)
-                    {
-                        continue;
-                    }
-                    let mut communities = adv.communities.clone();
-                    communities.extend(
-                        choice
-                            .communities
-                            .iter()
-                            .filter(|c| !adv.communities.contains(c)),
-                    );
-                    let mut large_communities = adv.large_communities.clone();
-                    large_communities.extend(
-                        choice
-                            .large_communities
-                            .iter()
-                            .filter(|c| !adv.large_communities.contains(c)),
-                    );
-                    let route = BgpRoute {
-                        node: node.name.clone(),
-                        peer: peer.name.clone(),
-                        prefix,
-                        prefix_len: len,
-                        attributes: RouteAttributes {
-                            communities,
-                            large_communities,
-                            local_pref: choice.local_pref.or(adv.local_pref),
-                            med: choice.med.or(adv.med),
-                            as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
-                            weight: adv.weighted.then_some(choice.weight),
-                        },
-                        advertisement: adv.name.clone(),
-                    };
-                    // Aggregation folds VIPs into one prefix: the first
-                    // advertisement (by name) of a prefix to a peer wins,
-                    // and weights of the VIPs it folds add up.
-                    let key = (route.node.clone(), route.peer.clone(), prefix, len);
-                    match routes.get_mut(&key) {
-                        Some(existing) if existing.advertisement == route.advertisement => {
-                            if let (Some(w), Some(add)) =
-                                (existing.attributes.weight.as_mut(), route.attributes.weight)
-                            {
-                                *w = w.saturating_add(add);
-                            }
-                        }
-                        Some(existing) if existing.advertisement < route.advertisement => {}
-                        _ => {
-                            routes.insert(key, route);
-                        }
-                    }
-                }
-            }
-        }
-        for adv in input.l2 {
-            if !covers(&adv.ip_pools, vip.pool) {
-                continue;
-            }
-            let query = AnnounceQuery {
-                vip: vip.address,
-                mode: Mode::L2,
-                services: vip.services.clone(),
-                eligible: eligible(input, vip, &adv.node_selector),
-            };
-            if let Some(choice) = decide(
-                &query,
-                adv.announcer_plugin.as_deref(),
-                "L2Advertisement",
-                &adv.name,
-                policies,
-                &mut out.errors,
-            )
-            .and_then(|c| c.into_iter().next())
+/// Plans the routes of one VIP by one BGP advertisement (which covers the
+/// VIP's pool): every chosen node, to every peer the advertisement selects
+/// that carries the VIP's family and whose node selector matches the node.
+fn bgp_routes(
+    input: &AnnounceInput<'_>,
+    vip: &Vip<'_>,
+    adv: &BgpAdvertisement,
+    policies: &Policies<'_>,
+    routes: &mut Routes,
+    errors: &mut Vec<ConfigError>,
+) {
+    let query = AnnounceQuery {
+        vip: vip.address,
+        mode: Mode::Bgp,
+        services: vip.services.clone(),
+        eligible: eligible(input, vip, &adv.node_selector),
+    };
+    let Some(choices) = decide(
+        &query,
+        adv.announcer_plugin.as_deref(),
+        "BGPAdvertisement",
+        &adv.name,
+        policies,
+        errors,
+    ) else {
+        return;
+    };
+    let family = Family::of(vip.address);
+    let len = match family {
+        Family::IPv4 => adv.aggregation_length,
+        Family::IPv6 => adv.aggregation_length_v6,
+    };
+    let prefix = mask(vip.address, len);
+    for choice in choices {
+        let node = query
+            .eligible
+            .iter()
+            .find(|c| c.node.name == choice.node)
+            .expect("decide checked the node is eligible")
+            .node;
+        for peer in input.peers {
+            let selected = adv.peers.is_empty() || adv.peers.contains(&peer.name);
+            if !selected
+                || !peer.families.contains(&family)
+                || !peer.node_selector.matches(&node.labels)
             {
-                out.l2.push(L2Owner {
-                    vip: vip.address,
-                    node: choice.node,
-                    interfaces: adv.interfaces.clone(),
-                    advertisement: adv.name.clone(),
-                });
+                continue;
             }
+            fold(
+                routes,
+                BgpRoute {
+                    node: node.name.clone(),
+                    peer: peer.name.clone(),
+                    prefix,
+                    prefix_len: len,
+                    attributes: route_attributes(adv, &choice),
+                    advertisement: adv.name.clone(),
+                },
+            );
         }
     }
-    out.bgp = routes.into_values().collect();
-    out.l2.sort();
-    out.errors.sort();
-    out.errors.dedup();
-    out
+}
+
+/// The path attributes of a route: the advertisement's, with what the
+/// announcer chose for the node added (communities) or overriding
+/// (LOCAL_PREF, MED, prepends); the weight only when the advertisement is
+/// weighted.
+fn route_attributes(adv: &BgpAdvertisement, choice: &NodeChoice) -> RouteAttributes {
+    let mut communities = adv.communities.clone();
+    communities.extend(
+        choice
+            .communities
+            .iter()
+            .filter(|c| !adv.communities.contains(c)),
+    );
+    let mut large_communities = adv.large_communities.clone();
+    large_communities.extend(
+        choice
+            .large_communities
+            .iter()
+            .filter(|c| !adv.large_communities.contains(c)),
+    );
+    RouteAttributes {
+        communities,
+        large_communities,
+        local_pref: choice.local_pref.or(adv.local_pref),
+        med: choice.med.or(adv.med),
+        as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
+        weight: adv.weighted.then_some(choice.weight),
+    }
+}
+
+/// Adds a route to the plan. Aggregation folds VIPs into one prefix: the
+/// first advertisement (by name) of a prefix to a peer wins, and weights of
+/// the VIPs it folds add up.
+fn fold(routes: &mut Routes, route: BgpRoute) {
+    let key = (
+        route.node.clone(),
+        route.peer.clone(),
+        route.prefix,
+        route.prefix_len,
+    );
+    match routes.get_mut(&key) {
+        Some(existing) if existing.advertisement == route.advertisement => {
+            if let (Some(w), Some(add)) =
+                (existing.attributes.weight.as_mut(), route.attributes.weight)
+            {
+                *w = w.saturating_add(add);
+            }
+        }
+        Some(existing) if existing.advertisement < route.advertisement => {}
+        _ => {
+            routes.insert(key, route);
+        }
+    }
+}
+
+/// The owner of one VIP by one L2 advertisement (which covers the VIP's
+/// pool), if the announcer chose one.
+fn l2_owner(
+    input: &AnnounceInput<'_>,
+    vip: &Vip<'_>,
+    adv: &L2Advertisement,
+    policies: &Policies<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<L2Owner> {
+    let query = AnnounceQuery {
+        vip: vip.address,
+        mode: Mode::L2,
+        services: vip.services.clone(),
+        eligible: eligible(input, vip, &adv.node_selector),
+    };
+    let choice = decide(
+        &query,
+        adv.announcer_plugin.as_deref(),
+        "L2Advertisement",
+        &adv.name,
+        policies,
+        errors,
+    )?
+    .into_iter()
+    .next()?;
+    Some(L2Owner {
+        vip: vip.address,
+        node: choice.node,
+        interfaces: adv.interfaces.clone(),
+        advertisement: adv.name.clone(),
+    })
 }
 
 /// Whether an advertisement's `ipPools` covers the pool (empty: all).
