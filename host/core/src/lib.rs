@@ -18,6 +18,8 @@
 //! - [`plugin`]: policy plugins: world, source, digest, limits;
 //! - [`policy`]: the hooks plugins take decisions through, and what they
 //!   exchange (the vocabulary allocation and announcement share);
+//! - [`cni`]: the cni-chain hook: a pod, the actions it may get, their
+//!   validation;
 //! - [`allocate`](mod@allocate): the built-in allocation policy (DESIGN.md §4);
 //! - [`announce`](mod@announce): announcement planning, BGP and L2 (DESIGN.md §5).
 //!
@@ -27,6 +29,7 @@ pub mod addr;
 pub mod allocate;
 pub mod announce;
 pub mod bgp;
+pub mod cni;
 pub mod config;
 pub mod l2;
 pub mod node;

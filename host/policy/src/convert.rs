@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use herald_core::Family;
 use herald_core::bgp::{Community, LargeCommunity};
+use herald_core::cni::{Action, Pod};
 use herald_core::policy::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::selector::Labels;
 use herald_core::service::{Service, TrafficPolicy};
 use wasmtime::component::{ComponentType, Lower};
 
-use crate::cni::{Action, Pod};
 use crate::plugin::bindings::allocator::herald::policy::types as wit;
 use crate::plugin::bindings::announcer::exports::herald::policy::announce as wa;
 use crate::plugin::bindings::cni::exports::herald::policy::chain as wc;

@@ -24,7 +24,8 @@
 //! - [`plugin`]: a loaded plugin, hot replacement, and the core's policy
 //!   traits implemented by calling it;
 //! - `convert`: core values to and from WIT values;
-//! - [`cni`]: the cni-chain world's answer and its validation.
+//! - [`cni`]: the cni-chain types' former path (they live in
+//!   [`herald_core::cni`]).
 //!
 //! Depends on herald-core, wasmtime and wasmtime-wasi; never on the
 //! Kubernetes API or the drivers.

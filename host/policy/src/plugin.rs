@@ -5,6 +5,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use herald_core::cni::{Action, CniPolicy, Pod, validate_actions};
 use herald_core::plugin::{FailurePolicy, PolicyPluginSpec, World, sha256_hex};
 use herald_core::policy::{
     AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, Mode, NodeChoice, PolicyError, PoolView,
@@ -19,7 +20,6 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::cni::{Action, Pod, validate_actions};
 use crate::convert;
 use crate::host::Host;
 use crate::{Error, Result};
@@ -662,6 +662,18 @@ impl AllocatorPolicy for WasmPlugin {
 impl AnnouncerPolicy for WasmPlugin {
     fn announce(&self, query: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError> {
         self.current().announce(query)
+    }
+}
+
+impl CniPolicy for Loaded {
+    fn setup(&self, pod: &Pod) -> Result<Vec<Action>, PolicyError> {
+        Loaded::setup(self, pod)
+    }
+}
+
+impl CniPolicy for WasmPlugin {
+    fn setup(&self, pod: &Pod) -> Result<Vec<Action>, PolicyError> {
+        self.current().setup(pod)
     }
 }
 

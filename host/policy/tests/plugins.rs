@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use fixtures::{candidates, nodes, spec, wasm};
+use herald_core::cni::{Action, Pod};
 use herald_core::plugin::World;
 use herald_core::policy::{
     AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, Mode, Plugin, Policies,
@@ -16,7 +17,6 @@ use herald_core::policy::{
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::{Service, TrafficPolicy};
 use herald_core::{Allocator, Config, Snapshot};
-use herald_policy::cni::{Action, Pod};
 use herald_policy::{Error, Host, WasmPlugin};
 
 fn host() -> Host {
