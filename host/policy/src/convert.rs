@@ -13,9 +13,9 @@ use herald_core::selector::Labels;
 use herald_core::service::{Service, TrafficPolicy};
 use wasmtime::component::{ComponentType, Lower};
 
-use crate::plugin::bindings::allocator::herald::policy::types as wit;
-use crate::plugin::bindings::announcer::exports::herald::policy::announce as wa;
-use crate::plugin::bindings::cni::exports::herald::policy::chain as wc;
+use crate::bindings::allocator::herald::policy::types as wit;
+use crate::bindings::announcer::exports::herald::policy::announce as wa;
+use crate::bindings::cni::exports::herald::policy::chain as wc;
 
 pub(crate) fn ip_to_wit(ip: IpAddr) -> wit::IpAddress {
     match ip {
@@ -146,7 +146,7 @@ pub(crate) fn check_choices(
     q: &AnnounceQuery<'_>,
     answer: Vec<wa::Choice>,
 ) -> Result<Vec<NodeChoice>, String> {
-    if crate::plugin::is_l2(q) && answer.len() != 1 {
+    if q.mode == Mode::L2 && answer.len() != 1 {
         return Err(format!(
             "named {} nodes as L2 owner of {}; exactly one must own it",
             answer.len(),
