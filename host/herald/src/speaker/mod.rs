@@ -40,7 +40,7 @@ use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
 use herald_core::announce::{AnnounceInput, Announcements, announce};
 use herald_core::policy::BUILT_IN;
-use herald_l2::membership::Membership;
+use herald_membership::Membership;
 use tokio::sync::watch;
 
 /// How long a starting speaker waits to hear from every other member
@@ -147,7 +147,7 @@ async fn serve(args: Args) -> ExitCode {
         None => None,
     };
     let mut peers = membership.as_ref().map(|m| m.peers());
-    let alive = |peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>| {
+    let alive = |peers: &mut Option<watch::Receiver<herald_membership::Peers>>| {
         peers.as_mut().map(|p| p.borrow_and_update().alive.clone())
     };
     let (view_tx, view_rx) = watch::channel(Arc::new(plan(
@@ -205,7 +205,7 @@ async fn serve(args: Args) -> ExitCode {
 /// view was planned with (never, without membership; `None` when the
 /// gossip layer is gone).
 async fn membership_changed(
-    peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>,
+    peers: &mut Option<watch::Receiver<herald_membership::Peers>>,
     planned: BTreeSet<String>,
 ) -> Option<()> {
     let Some(p) = peers.as_mut() else {
