@@ -47,6 +47,9 @@ echo "$HERALD_CONTROL_PLANE_BIN"
 step "format"
 cargo fmt --all -- --check
 
+step "no module cycle inside a crate (STYLE.md)"
+python3 scripts/module-graph.py host/core host/api host/policy host/bgp host/l2 host/membership host/herald >/dev/null
+
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -40,9 +40,9 @@ pub struct Manifests {
     /// What allocation needs: pools, Services, Namespaces, held addresses.
     pub snapshot: Snapshot,
     /// Nodes (for the speaker).
-    pub nodes: Vec<herald_core::announce::Node>,
+    pub nodes: Vec<herald_core::node::Node>,
     /// Ready endpoints per Service and node, from EndpointSlices.
-    pub endpoints: herald_core::announce::Endpoints,
+    pub endpoints: herald_core::node::Endpoints,
     /// Valid `BGPPeer` objects.
     pub bgp_peers: Vec<BgpPeer>,
     /// Valid `BGPAdvertisement` objects.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use herald_core::ServiceRef;
-use herald_core::announce::{Endpoints, Node as CoreNode};
+use herald_core::node::{Endpoints, Node as CoreNode};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;

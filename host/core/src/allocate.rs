@@ -17,32 +17,19 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::addr::{Family, value};
+use crate::config::{Config, ConfigError, qualifies};
 use crate::plugin::FailurePolicy;
 use crate::policy::{BUILT_IN, Policies, PolicyError, PoolView};
-use crate::pool::{FamilyPool, PoolDecl, PoolSpec, Ranges};
+use crate::pool::{FamilyPool, PoolDecl, PoolIndex, PoolUsage, validate_pools};
 use crate::selector::Labels;
 use crate::service::{FamilyPolicy, Held, Request, Service, ServiceRef, by_age};
 
-/// The `loadBalancerClass` Herald serves by default.
-pub const DEFAULT_LOAD_BALANCER_CLASS: &str = "herald.dev/lb";
+// Kept at their old paths for the herald CLI's `plan` and `speaker`
+// modules while they are being rewritten; other code imports them from
+// `config`.
 
 /// The label every Namespace carries, even one with no Namespace object.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
-/// Settings of the allocator that are not in the manifests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Services whose `loadBalancerClass` is set to anything else are not Herald's.
-    pub load_balancer_class: String,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            load_balancer_class: DEFAULT_LOAD_BALANCER_CLASS.to_owned(),
-        }
-    }
-}
 
 /// Everything allocation looks at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -116,31 +103,6 @@ pub struct Outcome {
     pub pending: Option<Pending>,
 }
 
-/// How full a pool is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolUsage {
-    /// `metadata.name`.
-    pub name: String,
-    /// Whether the pool is used at all.
-    pub valid: bool,
-    /// Usable addresses (after `avoidBuggyIPs`; 0 when invalid; saturates at
-    /// `u128::MAX`).
-    pub capacity: u128,
-    /// Distinct addresses held.
-    pub allocated: u128,
-}
-
-/// A problem with an object that made Herald ignore it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ConfigError {
-    /// The object's kind (`IPPool`, `Service`…).
-    pub kind: String,
-    /// The object's name (`namespace/name` when namespaced).
-    pub name: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 /// The result of [`allocate`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -171,24 +133,6 @@ impl Plan {
             }
         }
         by_address.into_values().collect()
-    }
-}
-
-/// A valid pool during allocation.
-#[derive(Clone)]
-struct LivePool<'a> {
-    name: &'a str,
-    spec: &'a PoolSpec,
-    families: [FamilyPool; 2],
-}
-
-impl LivePool<'_> {
-    fn has(&self, family: Family) -> bool {
-        self.family(family).capacity() > 0
-    }
-
-    fn family(&self, family: Family) -> &FamilyPool {
-        &self.families[family.index()]
     }
 }
 
@@ -473,157 +417,6 @@ impl<'a> Allocator<'a> {
             errors,
         }
     }
-}
-
-/// §4.1: `type: LoadBalancer`, and `loadBalancerClass` unset or Herald's.
-pub(crate) fn qualifies(s: &Service, config: &Config) -> bool {
-    s.load_balancer
-        && s.class
-            .as_ref()
-            .is_none_or(|c| *c == config.load_balancer_class)
-}
-
-type Owners = BTreeMap<(Family, u128), (u128, usize)>;
-
-/// The valid pools of a snapshot (DESIGN.md §4.2), and which pool each
-/// address is in: what the speakers use to match VIPs to advertisements.
-#[derive(Clone)]
-pub struct PoolIndex<'a> {
-    /// Valid pools in candidate order.
-    pools: Vec<LivePool<'a>>,
-    /// Valid pools' ranges by (family, first address): (last, pool index).
-    owners: Owners,
-}
-
-impl<'a> PoolIndex<'a> {
-    /// Validates the pools as the allocator does; invalid ones are left out.
-    pub fn new(decls: &'a [PoolDecl]) -> PoolIndex<'a> {
-        validate_pools(decls, &mut Vec::new()).0
-    }
-
-    /// The valid pool an address belongs to (after `avoidBuggyIPs`).
-    fn pool_of(&self, ip: IpAddr) -> Option<usize> {
-        let f = Family::of(ip);
-        let v = value(ip);
-        let (&(family, _), &(last, pool)) = self.owners.range(..=(f, v)).next_back()?;
-        (family == f && last >= v && self.pools[pool].family(f).contains(v)).then_some(pool)
-    }
-
-    /// The name of the valid pool `ip` belongs to.
-    pub fn pool_name(&self, ip: IpAddr) -> Option<&'a str> {
-        self.pool_of(ip).map(|p| self.pools[p].name)
-    }
-}
-
-/// Validates pools in age order and returns the valid ones in candidate
-/// order, their ranges, and the usage rows of every pool (by name).
-fn validate_pools<'a>(
-    decls: &'a [PoolDecl],
-    errors: &mut Vec<ConfigError>,
-) -> (PoolIndex<'a>, Vec<PoolUsage>) {
-    let mut by_age_order: Vec<&PoolDecl> = decls.iter().collect();
-    by_age_order.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.name.cmp(&b.name)));
-
-    let mut names: HashSet<&str> = HashSet::new();
-    // Ranges of valid pools: (family, first) -> (last, name).
-    let mut taken: BTreeMap<(Family, u128), (u128, &str)> = BTreeMap::new();
-    let mut valid: Vec<(&str, &PoolSpec, [Ranges; 2])> = Vec::new();
-    let mut usage = Vec::new();
-    for decl in by_age_order {
-        let first_of_name = names.insert(&decl.name);
-        let verdict = match &decl.spec {
-            Err(message) => Err(message.clone()),
-            Ok(_) if !first_of_name => Err("an earlier IPPool has the same name".to_owned()),
-            Ok(spec) => {
-                let ranges = Family::ALL.map(|f| Ranges::of(&spec.addresses, f));
-                match overlap(&taken, &ranges) {
-                    Some(message) => Err(message),
-                    None => Ok((spec, ranges)),
-                }
-            }
-        };
-        match verdict {
-            Ok((spec, ranges)) => {
-                for f in Family::ALL {
-                    for (first, last) in ranges[f.index()].iter() {
-                        taken.insert((f, first), (last, &decl.name));
-                    }
-                }
-                valid.push((&decl.name, spec, ranges));
-            }
-            Err(message) => {
-                errors.push(ConfigError {
-                    kind: "IPPool".into(),
-                    name: decl.name.clone(),
-                    message,
-                });
-                usage.push(PoolUsage {
-                    name: decl.name.clone(),
-                    valid: false,
-                    capacity: 0,
-                    allocated: 0,
-                });
-            }
-        }
-    }
-
-    valid.sort_by(|a, b| {
-        (a.1.priority.is_none(), a.1.priority, a.0).cmp(&(
-            b.1.priority.is_none(),
-            b.1.priority,
-            b.0,
-        ))
-    });
-    let mut owners = Owners::new();
-    let mut pools = Vec::with_capacity(valid.len());
-    for (index, (name, spec, ranges)) in valid.into_iter().enumerate() {
-        for f in Family::ALL {
-            for (first, last) in ranges[f.index()].iter() {
-                owners.insert((f, first), (last, index));
-            }
-        }
-        let [v4, v6] = ranges;
-        let families = [
-            FamilyPool::new(Family::IPv4, v4, spec.avoid_buggy_ips),
-            FamilyPool::new(Family::IPv6, v6, spec.avoid_buggy_ips),
-        ];
-        usage.push(PoolUsage {
-            name: name.to_owned(),
-            valid: true,
-            capacity: families[0]
-                .capacity()
-                .saturating_add(families[1].capacity()),
-            allocated: 0,
-        });
-        pools.push(LivePool {
-            name,
-            spec,
-            families,
-        });
-    }
-    usage.sort_by(|a, b| a.name.cmp(&b.name));
-    (PoolIndex { pools, owners }, usage)
-}
-
-/// The first overlap of `ranges` with the ranges of earlier valid pools.
-fn overlap(taken: &BTreeMap<(Family, u128), (u128, &str)>, ranges: &[Ranges; 2]) -> Option<String> {
-    for f in Family::ALL {
-        for (first, last) in ranges[f.index()].iter() {
-            // Valid ranges are disjoint: only the last one starting at or
-            // before `last` can reach back to `first`.
-            if let Some((&(family, start), &(end, name))) = taken.range(..=(f, last)).next_back()
-                && family == f
-                && end >= first
-            {
-                let shared_first = first.max(start);
-                return Some(format!(
-                    "addresses overlap IPPool {name:?} (from {} on); pools must be disjoint",
-                    f.addr(shared_first)
-                ));
-            }
-        }
-    }
-    None
 }
 
 impl<'a> Allocator<'a> {

@@ -8,44 +8,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use crate::addr::{Family, value};
-use crate::allocate::{Config, ConfigError, PoolIndex, qualifies};
-use crate::bgp::{BgpAdvertisement, BgpPeer, Community, LargeCommunity, RouteAttributes};
+use crate::bgp::{BgpAdvertisement, BgpPeer, RouteAttributes};
+use crate::config::{Config, ConfigError, qualifies};
 use crate::l2::{InterfaceName, L2Advertisement};
+use crate::node::{Endpoints, Node};
 use crate::plugin::FailurePolicy;
-use crate::policy::{Policies, PolicyError};
-use crate::pool::PoolDecl;
-use crate::selector::Labels;
-use crate::service::{Service, ServiceRef, TrafficPolicy};
+use crate::policy::{
+    AnnounceQuery, AnnouncerPolicy, Candidate, Mode, NodeChoice, Policies, PolicyError,
+};
+use crate::pool::{PoolDecl, PoolIndex};
+use crate::selector::LabelSelector;
+use crate::service::{Service, TrafficPolicy};
 
-/// The label that names a node's zone.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// A node as announcement planning sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// `metadata.name`.
-    pub name: String,
-    /// `metadata.labels`, shared: a policy plugin reads them on request
-    /// during a call, without copying them.
-    pub labels: Arc<Labels>,
-    /// The `Ready` condition is `True`.
-    pub ready: bool,
-    /// `status.addresses` (InternalIP and ExternalIP), in order.
-    pub addresses: Vec<IpAddr>,
-}
-
-impl Node {
-    /// The node's zone (`topology.kubernetes.io/zone`), if labelled.
-    pub fn zone(&self) -> Option<&str> {
-        self.labels.get(ZONE_LABEL).map(String::as_str)
-    }
-}
-
-/// Ready endpoints of each Service, per node name (from EndpointSlices).
-pub type Endpoints = BTreeMap<ServiceRef, BTreeMap<String, u32>>;
+// Kept at their old paths for the herald CLI's `plan`, `plugin` and
+// `speaker` modules while they are being rewritten; other code imports
+// them from `policy` and `node`.
 
 /// Everything announcement planning looks at.
 #[derive(Clone, Copy, Debug)]
@@ -121,64 +100,6 @@ impl Announcements {
     }
 }
 
-/// How a VIP is announced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// By BGP: any number of nodes.
-    Bgp,
-    /// On the local segment: exactly one node.
-    L2,
-}
-
-/// A node as an announcer policy sees it for one VIP.
-#[derive(Clone, Copy, Debug)]
-pub struct Candidate<'a> {
-    /// The node.
-    pub node: &'a Node,
-    /// Ready endpoints of the VIP's Services on the node.
-    pub endpoints: u32,
-}
-
-/// What an announcer policy is asked about one VIP.
-#[derive(Clone, Debug)]
-pub struct AnnounceQuery<'a> {
-    /// The VIP.
-    pub vip: IpAddr,
-    /// BGP or L2.
-    pub mode: Mode,
-    /// The Services sharing the VIP.
-    pub services: Vec<&'a Service>,
-    /// The eligible nodes, by name. Only these may be named in the answer.
-    pub eligible: Vec<Candidate<'a>>,
-}
-
-/// One node an announcer policy chooses, with its per-node attributes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeChoice {
-    /// The node's name (one of the eligible nodes).
-    pub node: String,
-    /// The weight (link bandwidth) for weighted BGP.
-    pub weight: u32,
-    /// LOCAL_PREF override.
-    pub local_pref: Option<u32>,
-    /// MED override.
-    pub med: Option<u32>,
-    /// Communities added to the advertisement's.
-    pub communities: Vec<Community>,
-    /// Large communities added to the advertisement's.
-    pub large_communities: Vec<LargeCommunity>,
-    /// AS-path prepends override.
-    pub as_path_prepend: Option<u8>,
-}
-
-/// Chooses which eligible nodes announce a VIP, and how.
-pub trait AnnouncerPolicy: Send + Sync {
-    /// The chosen nodes: for L2 exactly one; for BGP any subset of the
-    /// eligible nodes. The host checks the answer; anything else is a
-    /// failure.
-    fn announce(&self, query: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError>;
-}
-
 /// The built-in announcer: for L2 the eligible node with the highest
 /// rendezvous hash of (node, VIP); for BGP every eligible node, weighted by
 /// its ready endpoints (at least 1: a node without endpoints still forwards
@@ -241,14 +162,40 @@ struct Vip<'a> {
     services: Vec<&'a Service>,
 }
 
+/// Routes being planned, by (node, peer, prefix, prefix length): one route
+/// per key, however many VIPs aggregation folds into it.
+type Routes = BTreeMap<(String, String, IpAddr, u8), BgpRoute>;
+
 /// Plans every announcement of `input`.
 pub fn announce(
     input: &AnnounceInput<'_>,
     config: &Config,
     policies: &Policies<'_>,
 ) -> Announcements {
+    let mut out = Announcements::default();
+    let mut routes = Routes::new();
+    for vip in vips(input, config).values() {
+        for adv in input.bgp.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
+            bgp_routes(input, vip, adv, policies, &mut routes, &mut out.errors);
+        }
+        for adv in input.l2.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
+            if let Some(owner) = l2_owner(input, vip, adv, policies, &mut out.errors) {
+                out.l2.push(owner);
+            }
+        }
+    }
+    out.bgp = routes.into_values().collect();
+    out.l2.sort();
+    out.errors.sort();
+    out.errors.dedup();
+    out
+}
+
+/// The VIPs to announce, by address: the status addresses of qualifying
+/// Services that lie in a valid pool, each with the Services sharing it.
+fn vips<'a>(input: &AnnounceInput<'a>, config: &Config) -> BTreeMap<IpAddr, Vip<'a>> {
     let index = PoolIndex::new(input.pools);
-    let mut vips: BTreeMap<IpAddr, Vip<'_>> = BTreeMap::new();
+    let mut vips: BTreeMap<IpAddr, Vip<'a>> = BTreeMap::new();
     for s in input.services {
         if !qualifies(s, config) {
             continue;
@@ -267,135 +214,172 @@ pub fn announce(
                 .push(s);
         }
     }
+    vips
+}
 
-    let mut out = Announcements::default();
-    let mut routes: BTreeMap<(String, String, IpAddr, u8), BgpRoute> = BTreeMap::new();
-    for vip in vips.values() {
-        for adv in input.bgp {
-            if !covers(&adv.ip_pools, vip.pool) {
-                continue;
-            }
-            let eligible = eligible(input, vip, &adv.node_selector);
-            let query = AnnounceQuery {
-                vip: vip.address,
-                mode: Mode::Bgp,
-                services: vip.services.clone(),
-                eligible,
-            };
-            let Some(choices) = decide(
-                &query,
-                adv.announcer_plugin.as_deref(),
-                "BGPAdvertisement",
-                &adv.name,
-                policies,
-                &mut out.errors,
-            ) else {
-                continue;
-            };
-            let family = Family::of(vip.address);
-            let len = match family {
-                Family::IPv4 => adv.aggregation_length,
-                Family::IPv6 => adv.aggregation_length_v6,
-            };
-            let prefix = mask(vip.address, len);
-            for choice in choices {
-                let node = query
-                    .eligible
-                    .iter()
-                    .find(|c| c.node.name == choice.node)
-                    .expect("decide checked the node is eligible")
-                    .node;
-                for peer in input.peers {
-                    let selected = adv.peers.is_empty() || adv.peers.contains(&peer.name);
-                    if !selected
-                        || !peer.families.contains(&family)
-                        || !peer.node_selector.matches(&node.labels)
-                    {
-                        continue;
-                    }
-                    let mut communities = adv.communities.clone();
-                    communities.extend(
-                        choice
-                            .communities
-                            .iter()
-                            .filter(|c| !adv.communities.contains(c)),
-                    );
-                    let mut large_communities = adv.large_communities.clone();
-                    large_communities.extend(
-                        choice
-                            .large_communities
-                            .iter()
-                            .filter(|c| !adv.large_communities.contains(c)),
-                    );
-                    let route = BgpRoute {
-                        node: node.name.clone(),
-                        peer: peer.name.clone(),
-                        prefix,
-                        prefix_len: len,
-                        attributes: RouteAttributes {
-                            communities,
-                            large_communities,
-                            local_pref: choice.local_pref.or(adv.local_pref),
-                            med: choice.med.or(adv.med),
-                            as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
-                            weight: adv.weighted.then_some(choice.weight),
-                        },
-                        advertisement: adv.name.clone(),
-                    };
-                    // Aggregation folds VIPs into one prefix: the first
-                    // advertisement (by name) of a prefix to a peer wins,
-                    // and weights of the VIPs it folds add up.
-                    let key = (route.node.clone(), route.peer.clone(), prefix, len);
-                    match routes.get_mut(&key) {
-                        Some(existing) if existing.advertisement == route.advertisement => {
-                            if let (Some(w), Some(add)) =
-                                (existing.attributes.weight.as_mut(), route.attributes.weight)
-                            {
-                                *w = w.saturating_add(add);
-                            }
-                        }
-                        Some(existing) if existing.advertisement < route.advertisement => {}
-                        _ => {
-                            routes.insert(key, route);
-                        }
-                    }
-                }
-            }
+/// Plans the routes of one VIP by one BGP advertisement (which covers the
+/// VIP's pool): every chosen node, to every peer the advertisement selects
+/// that carries the VIP's family and whose node selector matches the node.
+fn bgp_routes(
+    input: &AnnounceInput<'_>,
+    vip: &Vip<'_>,
+    adv: &BgpAdvertisement,
+    policies: &Policies<'_>,
+    routes: &mut Routes,
+    errors: &mut Vec<ConfigError>,
+) {
+    let query = AnnounceQuery {
+        vip: vip.address,
+        mode: Mode::Bgp,
+        services: vip.services.clone(),
+        eligible: eligible(input, vip, &adv.node_selector),
+    };
+    let Some(choices) = decide(
+        &query,
+        adv.announcer_plugin.as_deref(),
+        "BGPAdvertisement",
+        &adv.name,
+        policies,
+        errors,
+    ) else {
+        return;
+    };
+    let family = Family::of(vip.address);
+    let len = match family {
+        Family::IPv4 => adv.aggregation_length,
+        Family::IPv6 => adv.aggregation_length_v6,
+    };
+    let prefix = mask(vip.address, len);
+    for choice in choices {
+        let node = query
+            .eligible
+            .iter()
+            .find(|c| c.node.name == choice.node)
+            .expect("decide checked the node is eligible")
+            .node;
+        let attributes = route_attributes(adv, &choice);
+        // The advertisement's lists fit an UPDATE (the API checks them); a
+        // plugin's additions may not: that node does not announce the VIP
+        // by this advertisement, and the plan says why.
+        if let Err(e) = attributes.check_community_counts() {
+            errors.push(ConfigError {
+                kind: "BGPAdvertisement".to_owned(),
+                name: adv.name.clone(),
+                message: format!(
+                    "{e} for {} on node {} (with its announcer plugin's); not announced there",
+                    vip.address, node.name
+                ),
+            });
+            continue;
         }
-        for adv in input.l2 {
-            if !covers(&adv.ip_pools, vip.pool) {
+        for peer in input.peers {
+            let selected = adv.peers.is_empty() || adv.peers.contains(&peer.name);
+            if !selected
+                || !peer.families.contains(&family)
+                || !peer.node_selector.matches(&node.labels)
+            {
                 continue;
             }
-            let query = AnnounceQuery {
-                vip: vip.address,
-                mode: Mode::L2,
-                services: vip.services.clone(),
-                eligible: eligible(input, vip, &adv.node_selector),
-            };
-            if let Some(choice) = decide(
-                &query,
-                adv.announcer_plugin.as_deref(),
-                "L2Advertisement",
-                &adv.name,
-                policies,
-                &mut out.errors,
-            )
-            .and_then(|c| c.into_iter().next())
-            {
-                out.l2.push(L2Owner {
-                    vip: vip.address,
-                    node: choice.node,
-                    interfaces: adv.interfaces.clone(),
+            fold(
+                routes,
+                BgpRoute {
+                    node: node.name.clone(),
+                    peer: peer.name.clone(),
+                    prefix,
+                    prefix_len: len,
+                    attributes: attributes.clone(),
                     advertisement: adv.name.clone(),
-                });
-            }
+                },
+            );
         }
     }
-    out.bgp = routes.into_values().collect();
-    out.l2.sort();
-    out.errors.sort();
-    out.errors.dedup();
-    out
+}
+
+/// The path attributes of a route: the advertisement's, with what the
+/// announcer chose for the node added (communities) or overriding
+/// (LOCAL_PREF, MED, prepends); the weight only when the advertisement is
+/// weighted.
+fn route_attributes(adv: &BgpAdvertisement, choice: &NodeChoice) -> RouteAttributes {
+    let mut communities = adv.communities.clone();
+    communities.extend(
+        choice
+            .communities
+            .iter()
+            .filter(|c| !adv.communities.contains(c)),
+    );
+    let mut large_communities = adv.large_communities.clone();
+    large_communities.extend(
+        choice
+            .large_communities
+            .iter()
+            .filter(|c| !adv.large_communities.contains(c)),
+    );
+    RouteAttributes {
+        communities,
+        large_communities,
+        local_pref: choice.local_pref.or(adv.local_pref),
+        med: choice.med.or(adv.med),
+        as_path_prepend: choice.as_path_prepend.unwrap_or(adv.as_path_prepend),
+        weight: adv.weighted.then_some(choice.weight),
+    }
+}
+
+/// Adds a route to the plan. Aggregation folds VIPs into one prefix: the
+/// first advertisement (by name) of a prefix to a peer wins, and weights of
+/// the VIPs it folds add up.
+fn fold(routes: &mut Routes, route: BgpRoute) {
+    let key = (
+        route.node.clone(),
+        route.peer.clone(),
+        route.prefix,
+        route.prefix_len,
+    );
+    match routes.get_mut(&key) {
+        Some(existing) if existing.advertisement == route.advertisement => {
+            if let (Some(w), Some(add)) =
+                (existing.attributes.weight.as_mut(), route.attributes.weight)
+            {
+                *w = w.saturating_add(add);
+            }
+        }
+        Some(existing) if existing.advertisement < route.advertisement => {}
+        _ => {
+            routes.insert(key, route);
+        }
+    }
+}
+
+/// The owner of one VIP by one L2 advertisement (which covers the VIP's
+/// pool), if the announcer chose one.
+fn l2_owner(
+    input: &AnnounceInput<'_>,
+    vip: &Vip<'_>,
+    adv: &L2Advertisement,
+    policies: &Policies<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<L2Owner> {
+    let query = AnnounceQuery {
+        vip: vip.address,
+        mode: Mode::L2,
+        services: vip.services.clone(),
+        eligible: eligible(input, vip, &adv.node_selector),
+    };
+    let choice = decide(
+        &query,
+        adv.announcer_plugin.as_deref(),
+        "L2Advertisement",
+        &adv.name,
+        policies,
+        errors,
+    )?
+    .into_iter()
+    .next()?;
+    Some(L2Owner {
+        vip: vip.address,
+        node: choice.node,
+        interfaces: adv.interfaces.clone(),
+        advertisement: adv.name.clone(),
+    })
 }
 
 /// Whether an advertisement's `ipPools` covers the pool (empty: all).
@@ -409,7 +393,7 @@ fn covers(pools: &[String], pool: &str) -> bool {
 fn eligible<'a>(
     input: &AnnounceInput<'a>,
     vip: &Vip<'_>,
-    selector: &crate::LabelSelector,
+    selector: &LabelSelector,
 ) -> Vec<Candidate<'a>> {
     let mut out: Vec<Candidate<'a>> = input
         .nodes
@@ -536,11 +520,16 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::bgp::{Asn, BGP_PORT};
+    use crate::node::ZONE_LABEL;
     use crate::plugin::FailurePolicy;
     use crate::policy::Plugin;
     use crate::pool::PoolSpec;
+    use crate::selector::Labels;
+    use crate::service::ServiceRef;
 
     fn node(name: &str, zone: &str) -> Node {
         Node {
@@ -856,6 +845,60 @@ mod tests {
             let a = with_plugin(&Answer(bad.clone()), FailurePolicy::Fail);
             assert_eq!(owner(&a, "198.51.100.1"), None, "no owner for {bad:?}");
         }
+    }
+
+    /// Adds `extra` communities to every node it is asked about.
+    struct Adds(usize);
+
+    impl AnnouncerPolicy for Adds {
+        fn announce(&self, q: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError> {
+            Ok(q.eligible
+                .iter()
+                .map(|c| NodeChoice {
+                    node: c.node.name.clone(),
+                    weight: 1,
+                    communities: (0..self.0)
+                        .map(|i| crate::bgp::Community(0xfde8_0000 | i as u32))
+                        .collect(),
+                    ..NodeChoice::default()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_plugin_that_adds_communities_past_what_fits_an_update_announces_nothing_there() {
+        let plan = |adds: usize| {
+            let mut w = World::new(vec![service("web", &["198.51.100.1"])]);
+            w.l2.clear();
+            let mut adv = bgp_adv("all");
+            adv.announcer_plugin = Some("adds".into());
+            w.bgp = vec![adv];
+            let policy = Adds(adds);
+            let mut policies = Policies::default();
+            policies.announcers.insert(
+                "adds".into(),
+                Plugin {
+                    policy: &policy as &dyn AnnouncerPolicy,
+                    failure_policy: FailurePolicy::Fail,
+                },
+            );
+            w.plan(&policies)
+        };
+        // The advertisement has one community of its own.
+        let fits = plan(crate::bgp::MAX_COMMUNITIES - 1);
+        assert_eq!(fits.bgp.len(), 3, "{:?}", fits.errors);
+        assert!(fits.errors.is_empty(), "{:?}", fits.errors);
+        let over = plan(crate::bgp::MAX_COMMUNITIES);
+        assert!(over.bgp.is_empty(), "{:?}", over.bgp);
+        assert_eq!(over.errors.len(), 3, "one per node: {:?}", over.errors);
+        assert_eq!(over.errors[0].kind, "BGPAdvertisement");
+        assert_eq!(over.errors[0].name, "all");
+        assert!(
+            over.errors[0].message.contains("198.51.100.1"),
+            "{:?}",
+            over.errors
+        );
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //! handled by the plugin's [`FailurePolicy`]: `Fallback` decides with the
 //! built-in policy, `Fail` makes no decision (the pool does not serve the
 //! Service). Every failure is reported with the plugin's name.
+//!
+//! This is the vocabulary allocation and announcement planning share with
+//! the plugin host: the hooks and what they exchange. It depends only on
+//! the leaf modules (`addr`, `bgp`, `node`, `plugin`, `service`), never on
+//! [`allocate`](mod@crate::allocate) or [`announce`](mod@crate::announce),
+//! which both use it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::addr::Family;
-use crate::announce::AnnouncerPolicy;
+use crate::bgp::{Community, LargeCommunity};
+use crate::node::Node;
 use crate::plugin::FailurePolicy;
 use crate::service::Service;
 
@@ -73,6 +80,64 @@ impl AllocatorPolicy for LowestFree {
     ) -> Result<Option<IpAddr>, PolicyError> {
         Ok(pool.next_free_after(None))
     }
+}
+
+/// How a VIP is announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// By BGP: any number of nodes.
+    Bgp,
+    /// On the local segment: exactly one node.
+    L2,
+}
+
+/// A node as an announcer policy sees it for one VIP.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// The node.
+    pub node: &'a Node,
+    /// Ready endpoints of the VIP's Services on the node.
+    pub endpoints: u32,
+}
+
+/// What an announcer policy is asked about one VIP.
+#[derive(Clone, Debug)]
+pub struct AnnounceQuery<'a> {
+    /// The VIP.
+    pub vip: IpAddr,
+    /// BGP or L2.
+    pub mode: Mode,
+    /// The Services sharing the VIP.
+    pub services: Vec<&'a Service>,
+    /// The eligible nodes, by name. Only these may be named in the answer.
+    pub eligible: Vec<Candidate<'a>>,
+}
+
+/// One node an announcer policy chooses, with its per-node attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeChoice {
+    /// The node's name (one of the eligible nodes).
+    pub node: String,
+    /// The weight (link bandwidth) for weighted BGP.
+    pub weight: u32,
+    /// LOCAL_PREF override.
+    pub local_pref: Option<u32>,
+    /// MED override.
+    pub med: Option<u32>,
+    /// Communities added to the advertisement's.
+    pub communities: Vec<Community>,
+    /// Large communities added to the advertisement's.
+    pub large_communities: Vec<LargeCommunity>,
+    /// AS-path prepends override.
+    pub as_path_prepend: Option<u8>,
+}
+
+/// Chooses which eligible nodes announce a VIP, and how.
+pub trait AnnouncerPolicy: Send + Sync {
+    /// The chosen nodes: for L2 exactly one; for BGP any subset of the
+    /// eligible nodes. The host checks the answer; anything else is a
+    /// failure.
+    fn announce(&self, query: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError>;
 }
 
 /// A loaded plugin as the core sees it: the policy and what to do when it

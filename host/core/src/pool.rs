@@ -1,13 +1,17 @@
 //! Pools as the allocator sees them: merged address ranges per family, the
 //! `avoidBuggyIPs` rule, capacity, and an index of free addresses that finds
-//! the lowest free one in logarithmic time.
+//! the lowest free one in logarithmic time; the validation of a snapshot's
+//! pools (DESIGN.md §4.2) and the index of valid pools by address that
+//! allocation and announcement planning share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::addr::{AddressRange, Family};
+use crate::addr::{AddressRange, Family, value};
+use crate::config::ConfigError;
 use crate::selector::LabelSelector;
+use crate::service::by_age;
 
 /// A validated `IPPool` spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,10 +269,184 @@ impl FamilyPool {
     }
 }
 
+/// How full a pool is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `metadata.name`.
+    pub name: String,
+    /// Whether the pool is used at all.
+    pub valid: bool,
+    /// Usable addresses (after `avoidBuggyIPs`; 0 when invalid; saturates at
+    /// `u128::MAX`).
+    pub capacity: u128,
+    /// Distinct addresses held.
+    pub allocated: u128,
+}
+
+/// A valid pool during allocation.
+#[derive(Clone)]
+pub(crate) struct LivePool<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) spec: &'a PoolSpec,
+    pub(crate) families: [FamilyPool; 2],
+}
+
+impl LivePool<'_> {
+    pub(crate) fn has(&self, family: Family) -> bool {
+        self.family(family).capacity() > 0
+    }
+
+    pub(crate) fn family(&self, family: Family) -> &FamilyPool {
+        &self.families[family.index()]
+    }
+}
+
+type Owners = BTreeMap<(Family, u128), (u128, usize)>;
+
+/// The valid pools of a snapshot (DESIGN.md §4.2), and which pool each
+/// address is in: what the speakers use to match VIPs to advertisements.
+#[derive(Clone)]
+pub struct PoolIndex<'a> {
+    /// Valid pools in candidate order.
+    pub(crate) pools: Vec<LivePool<'a>>,
+    /// Valid pools' ranges by (family, first address): (last, pool index).
+    owners: Owners,
+}
+
+impl<'a> PoolIndex<'a> {
+    /// Validates the pools as the allocator does; invalid ones are left out.
+    pub fn new(decls: &'a [PoolDecl]) -> PoolIndex<'a> {
+        validate_pools(decls, &mut Vec::new()).0
+    }
+
+    /// The valid pool an address belongs to (after `avoidBuggyIPs`).
+    pub(crate) fn pool_of(&self, ip: IpAddr) -> Option<usize> {
+        let f = Family::of(ip);
+        let v = value(ip);
+        let (&(family, _), &(last, pool)) = self.owners.range(..=(f, v)).next_back()?;
+        (family == f && last >= v && self.pools[pool].family(f).contains(v)).then_some(pool)
+    }
+
+    /// The name of the valid pool `ip` belongs to.
+    pub fn pool_name(&self, ip: IpAddr) -> Option<&'a str> {
+        self.pool_of(ip).map(|p| self.pools[p].name)
+    }
+}
+
+/// Validates pools in age order and returns the valid ones in candidate
+/// order, their ranges, and the usage rows of every pool (by name).
+pub(crate) fn validate_pools<'a>(
+    decls: &'a [PoolDecl],
+    errors: &mut Vec<ConfigError>,
+) -> (PoolIndex<'a>, Vec<PoolUsage>) {
+    let mut by_age_order: Vec<&PoolDecl> = decls.iter().collect();
+    by_age_order.sort_by(|a, b| by_age(a.created, b.created).then_with(|| a.name.cmp(&b.name)));
+
+    let mut names: HashSet<&str> = HashSet::new();
+    // Ranges of valid pools: (family, first) -> (last, name).
+    let mut taken: BTreeMap<(Family, u128), (u128, &str)> = BTreeMap::new();
+    let mut valid: Vec<(&str, &PoolSpec, [Ranges; 2])> = Vec::new();
+    let mut usage = Vec::new();
+    for decl in by_age_order {
+        let first_of_name = names.insert(&decl.name);
+        let verdict = match &decl.spec {
+            Err(message) => Err(message.clone()),
+            Ok(_) if !first_of_name => Err("an earlier IPPool has the same name".to_owned()),
+            Ok(spec) => {
+                let ranges = Family::ALL.map(|f| Ranges::of(&spec.addresses, f));
+                match overlap(&taken, &ranges) {
+                    Some(message) => Err(message),
+                    None => Ok((spec, ranges)),
+                }
+            }
+        };
+        match verdict {
+            Ok((spec, ranges)) => {
+                for f in Family::ALL {
+                    for (first, last) in ranges[f.index()].iter() {
+                        taken.insert((f, first), (last, &decl.name));
+                    }
+                }
+                valid.push((&decl.name, spec, ranges));
+            }
+            Err(message) => {
+                errors.push(ConfigError {
+                    kind: "IPPool".into(),
+                    name: decl.name.clone(),
+                    message,
+                });
+                usage.push(PoolUsage {
+                    name: decl.name.clone(),
+                    valid: false,
+                    capacity: 0,
+                    allocated: 0,
+                });
+            }
+        }
+    }
+
+    valid.sort_by(|a, b| {
+        (a.1.priority.is_none(), a.1.priority, a.0).cmp(&(
+            b.1.priority.is_none(),
+            b.1.priority,
+            b.0,
+        ))
+    });
+    let mut owners = Owners::new();
+    let mut pools = Vec::with_capacity(valid.len());
+    for (index, (name, spec, ranges)) in valid.into_iter().enumerate() {
+        for f in Family::ALL {
+            for (first, last) in ranges[f.index()].iter() {
+                owners.insert((f, first), (last, index));
+            }
+        }
+        let [v4, v6] = ranges;
+        let families = [
+            FamilyPool::new(Family::IPv4, v4, spec.avoid_buggy_ips),
+            FamilyPool::new(Family::IPv6, v6, spec.avoid_buggy_ips),
+        ];
+        usage.push(PoolUsage {
+            name: name.to_owned(),
+            valid: true,
+            capacity: families[0]
+                .capacity()
+                .saturating_add(families[1].capacity()),
+            allocated: 0,
+        });
+        pools.push(LivePool {
+            name,
+            spec,
+            families,
+        });
+    }
+    usage.sort_by(|a, b| a.name.cmp(&b.name));
+    (PoolIndex { pools, owners }, usage)
+}
+
+/// The first overlap of `ranges` with the ranges of earlier valid pools.
+fn overlap(taken: &BTreeMap<(Family, u128), (u128, &str)>, ranges: &[Ranges; 2]) -> Option<String> {
+    for f in Family::ALL {
+        for (first, last) in ranges[f.index()].iter() {
+            // Valid ranges are disjoint: only the last one starting at or
+            // before `last` can reach back to `first`.
+            if let Some((&(family, start), &(end, name))) = taken.range(..=(f, last)).next_back()
+                && family == f
+                && end >= first
+            {
+                let shared_first = first.max(start);
+                return Some(format!(
+                    "addresses overlap IPPool {name:?} (from {} on); pools must be disjoint",
+                    f.addr(shared_first)
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::value;
 
     fn family_pool(entries: &[&str], avoid_buggy: bool) -> FamilyPool {
         let entries: Vec<AddressRange> = entries.iter().map(|e| e.parse().unwrap()).collect();

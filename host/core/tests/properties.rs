@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use herald_core::allocate::PoolIndex;
 use herald_core::policy::BUILT_IN;
+use herald_core::pool::PoolIndex;
 use herald_core::{
     Allocator, Config, Family, FamilyPolicy, Plan, PoolDecl, PoolSpec, Port, Request, Service,
     Snapshot, TrafficPolicy, allocate,

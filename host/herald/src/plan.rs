@@ -44,7 +44,7 @@ pub struct Args {
     fail_on_pending: bool,
     /// The loadBalancerClass Herald serves (Services with another class are
     /// not Herald's).
-    #[arg(long, default_value = herald_core::allocate::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
+    #[arg(long, default_value = herald_core::config::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
     load_balancer_class: String,
 }
 

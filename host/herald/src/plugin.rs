@@ -8,18 +8,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_core::announce::{
-    AnnounceQuery, AnnouncerPolicy, Candidate, Mode, Node, Rendezvous, ZONE_LABEL,
-};
+use herald_core::announce::Rendezvous;
+use herald_core::cni::Pod;
+use herald_core::node::{Node, ZONE_LABEL};
 use herald_core::plugin::{
     DEFAULT_CONFIG_JSON, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_TIMEOUT_MS, FailurePolicy, PluginSource,
     PolicyPluginSpec, World,
 };
-use herald_core::policy::Policies;
+use herald_core::policy::{AnnounceQuery, AnnouncerPolicy, Candidate, Mode, Policies};
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::Service;
 use herald_core::{Allocator, Config, Snapshot};
-use herald_policy::cni::Pod;
 use herald_policy::{Error, Host, Loaded, Registry};
 
 /// `herald plugin …`.

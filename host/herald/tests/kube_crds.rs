@@ -79,14 +79,8 @@ fn the_gitops_example_applies_and_kubectl_shows_pools_and_allocations() {
         tree.join("namespaces").to_str().unwrap(),
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    cp.kubectl(&[
-        "apply",
-        "--server-side",
-        "-R",
-        "-f",
-        tree.to_str().unwrap(),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
+    cp.kubectl(&["apply", "--server-side", "-R", "-f", tree.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("{e}"));
     let pools = text(&cp.kubectl(&["get", "ippools"]).unwrap());
     let header: Vec<&str> = pools.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(

@@ -1,26 +1,23 @@
 //! Herald's L2 announcer: on flat networks without BGP routers, the node
 //! that owns a VIP answers ARP (IPv4) and Neighbor Solicitations (IPv6) for
-//! it and announces it when it takes over; the speakers learn which of
-//! them are alive by gossip. Ownership itself is decided by the pure core
-//! (`herald_core::announce`); this crate only carries it out.
+//! it and announces it when it takes over. Ownership itself is decided by
+//! the pure core (`herald_core::announce`) from the speakers alive
+//! (`herald-membership`); this crate only carries it out.
 //!
 //! Layout:
 //! - [`frame`]: ARP and NDP frames, parsed and built (pure, golden-tested);
 //! - [`interfaces`]: which interfaces answer for a VIP (the rule, and
 //!   reading interfaces and default routes from the system);
-//! - [`responder`]: raw channels per interface, answers, announcement bursts;
-//! - [`membership`]: gossip between speakers: who is alive, who is leaving,
-//!   who answers for which VIP.
+//! - [`responder`]: raw channels per interface, answers, announcement bursts.
 //!
-//! Depends on the core, pnet (raw frames), rtnetlink (routes), chitchat
-//! (gossip) and tokio; never on the API types, Kubernetes or the BGP code.
+//! Depends on the core, pnet (raw frames), rtnetlink (routes) and tokio;
+//! never on the API types, Kubernetes, membership or the BGP code.
 //! No `unsafe`: pnet owns the raw sockets.
 
 use std::net::IpAddr;
 
 pub mod frame;
 pub mod interfaces;
-pub mod membership;
 pub mod responder;
 
 /// What went wrong in the L2 announcer, and where.
@@ -73,13 +70,5 @@ pub enum Error {
         /// Why.
         #[source]
         source: std::io::Error,
-    },
-    /// The gossip layer failed.
-    #[error("membership: {what}: {message}")]
-    Membership {
-        /// The step.
-        what: String,
-        /// Why.
-        message: String,
     },
 }

@@ -12,9 +12,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fixtures::{candidates, nodes, spec, wasm};
-use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode, Rendezvous};
+use herald_core::announce::Rendezvous;
 use herald_core::plugin::{FailurePolicy, World};
-use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
+use herald_core::policy::{
+    AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, Mode, Plugin, Policies,
+};
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::Service;
 use herald_core::{Allocator, Config, Snapshot};

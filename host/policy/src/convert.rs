@@ -6,16 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use herald_core::Family;
-use herald_core::announce::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::bgp::{Community, LargeCommunity};
+use herald_core::cni::{Action, Pod};
+use herald_core::policy::{AnnounceQuery, Candidate, Mode, NodeChoice};
 use herald_core::selector::Labels;
 use herald_core::service::{Service, TrafficPolicy};
 use wasmtime::component::{ComponentType, Lower};
 
-use crate::cni::{Action, Pod};
-use crate::plugin::bindings::allocator::herald::policy::types as wit;
-use crate::plugin::bindings::announcer::exports::herald::policy::announce as wa;
-use crate::plugin::bindings::cni::exports::herald::policy::chain as wc;
+use crate::bindings::allocator::herald::policy::types as wit;
+use crate::bindings::announcer::exports::herald::policy::announce as wa;
+use crate::bindings::cni::exports::herald::policy::chain as wc;
 
 pub(crate) fn ip_to_wit(ip: IpAddr) -> wit::IpAddress {
     match ip {
@@ -146,7 +146,7 @@ pub(crate) fn check_choices(
     q: &AnnounceQuery<'_>,
     answer: Vec<wa::Choice>,
 ) -> Result<Vec<NodeChoice>, String> {
-    if crate::plugin::is_l2(q) && answer.len() != 1 {
+    if q.mode == Mode::L2 && answer.len() != 1 {
         return Err(format!(
             "named {} nodes as L2 owner of {}; exactly one must own it",
             answer.len(),
@@ -176,6 +176,8 @@ pub(crate) fn check_choices(
         if !seen.insert(c.node.clone()) {
             return Err(format!("named node {:?} twice for {}", c.node, q.vip));
         }
+        herald_core::bgp::check_community_counts(c.communities.len(), c.large_communities.len())
+            .map_err(|e| format!("node {:?} for {}: {e}", truncate_name(&c.node), q.vip))?;
         out.push(NodeChoice {
             node: c.node,
             weight: c.weight,
@@ -252,5 +254,43 @@ mod tests {
             ip_to_wit("198.51.100.7".parse().unwrap()),
             wit::IpAddress::Ipv4(0xc633_6407)
         ));
+    }
+
+    #[test]
+    fn an_answer_with_more_communities_than_an_update_holds_is_refused() {
+        let node = herald_core::node::Node {
+            name: "n1".into(),
+            labels: Arc::new(Labels::new()),
+            ready: true,
+            addresses: vec![],
+        };
+        let svc = Service::new("a", "web");
+        let q = AnnounceQuery {
+            vip: "198.51.100.1".parse().unwrap(),
+            mode: Mode::Bgp,
+            services: vec![&svc],
+            eligible: vec![Candidate {
+                node: &node,
+                endpoints: 1,
+            }],
+        };
+        let choice = |n: usize| wa::Choice {
+            node: "n1".into(),
+            weight: 1,
+            local_pref: None,
+            med: None,
+            communities: (0..n)
+                .map(|i| wa::Community {
+                    asn: 64512,
+                    value: i as u16,
+                })
+                .collect(),
+            large_communities: vec![],
+            as_path_prepend: None,
+        };
+        let max = herald_core::bgp::MAX_COMMUNITIES;
+        assert!(check_choices(&q, vec![choice(max)]).is_ok());
+        let e = check_choices(&q, vec![choice(max + 1)]).unwrap_err();
+        assert!(e.contains("\"n1\"") && e.contains("198.51.100.1"), "{e}");
     }
 }

@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::plugin::{Loaded, Pre, State};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::plugin::{Loaded, span};
+use crate::store::{Pre, State, linker};
 
 /// How often the epoch advances: the granularity of `timeoutMs`. A call
 /// overruns its deadline by at most one tick plus the time to unwind.
@@ -110,8 +111,8 @@ impl Default for HostOptions {
 /// The WebAssembly host: one engine for every plugin, its epoch ticker, a
 /// linker per world, and compiled components cached by digest.
 ///
-/// Cheap to clone (shared). The ticker thread stops when the last clone
-/// is dropped.
+/// Cheap to clone (shared). The ticker thread stops when the last clone,
+/// and the last plugin it loaded, are dropped (they share the engine).
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<Inner>,
@@ -178,7 +179,7 @@ impl Host {
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linkers = HashMap::new();
         for world in World::ALL {
-            linkers.insert(world, crate::plugin::linker(&engine, world)?);
+            linkers.insert(world, linker(&engine, world)?);
         }
         let mut h = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -275,15 +276,22 @@ impl Host {
             world: spec.world,
             message: format!("{e:#}"),
         })?;
-        let loaded = Loaded::new(self.clone(), name, spec, digest, pre);
+        let loaded = Loaded::new(
+            self.inner.engine.clone(),
+            self.ticks(spec.timeout_ms),
+            name,
+            spec,
+            digest,
+            pre,
+        );
         loaded.validate_config().map_err(|message| Error::Config {
             plugin: name.to_owned(),
             message,
         })?;
         let link = start.elapsed();
+        // Entered after the config call, which has its own span.
+        let _span = span(name, spec.world).entered();
         tracing::info!(
-            plugin = name,
-            world = %spec.world,
             digest = %sha256_hex(&digest),
             cached,
             compile_us = compile.as_micros() as u64,

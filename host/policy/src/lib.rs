@@ -19,117 +19,48 @@
 //! the plugin's name; the core applies the plugin's failure policy. The host
 //! never panics because of a plugin.
 //!
+//! Every call runs inside a `plugin` tracing span naming the plugin and
+//! its world, so the events of a call (the plugin's own log lines, its
+//! failure) say whose they are.
+//!
 //! Calls block. A caller on a tokio runtime makes them from a blocking
 //! context (`tokio::task::block_in_place`, `spawn_blocking`), never on a
 //! runtime worker: wasmtime-wasi's standard streams, through which a
 //! plugin's output (its panic message) goes, block on the ambient runtime,
 //! and on a worker that panics the caller.
 //!
-//! Layout:
+//! Layout, each module importing only those above it:
+//! - `error`: why a plugin cannot be loaded ([`Error`]);
+//! - `bindings`: the code wasmtime generates from `wit/`;
+//! - `convert`: core values to and from WIT values;
+//! - `store`: one call's store data, the host functions, the linker of
+//!   each world, a pre-linked component;
+//! - [`plugin`]: a loaded plugin, and the core's policy traits (allocator,
+//!   announcer, [`CniPolicy`](herald_core::cni::CniPolicy)) implemented by
+//!   calling it;
 //! - [`host`]: the engine, the epoch ticker, the compile cache, loading;
-//! - [`plugin`]: a loaded plugin, hot replacement, and the core's policy
-//!   traits implemented by calling it;
+//! - [`replace`]: hot replacement ([`WasmPlugin`]);
 //! - [`registry`]: the plugins a process runs, synced to its
 //!   `PolicyPlugin`s and handed to the core as its `Policies`;
-//! - `convert`: core values to and from WIT values;
-//! - [`cni`]: the cni-chain world's answer and its validation.
+//! - [`cni`]: the cni-chain types' former path (they live in
+//!   [`herald_core::cni`]).
 //!
 //! Depends on herald-core, wasmtime and wasmtime-wasi; never on the
 //! Kubernetes API or the drivers.
 
+mod bindings;
 pub mod cni;
 mod convert;
+mod error;
 pub mod host;
 pub mod plugin;
 pub mod registry;
+pub mod replace;
+mod store;
 
+pub use error::{Error, Result};
 pub use herald_core::policy::PolicyError;
 pub use host::{Host, HostOptions};
-pub use plugin::{Loaded, WasmPlugin};
+pub use plugin::Loaded;
 pub use registry::{PluginStatus, Registry};
-
-/// Why a plugin cannot be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading the component's file failed.
-    #[error("plugin {plugin:?}: reading {path}: {source}")]
-    Read {
-        /// The plugin's name.
-        plugin: String,
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The bytes do not have the digest the `PolicyPlugin` names.
-    #[error(
-        "plugin {plugin:?}: sha256 mismatch: the component's digest is {actual}, the PolicyPlugin names {expected}"
-    )]
-    Digest {
-        /// The plugin's name.
-        plugin: String,
-        /// The digest named in the spec.
-        expected: String,
-        /// The digest of the bytes.
-        actual: String,
-    },
-    /// The bytes are not a WebAssembly component.
-    #[error("plugin {plugin:?}: {reason}")]
-    NotComponent {
-        /// The plugin's name.
-        plugin: String,
-        /// What the bytes are instead.
-        reason: String,
-    },
-    /// wasmtime could not compile the component.
-    #[error("plugin {plugin:?}: the component does not compile: {message}")]
-    Compile {
-        /// The plugin's name.
-        plugin: String,
-        /// wasmtime's message.
-        message: String,
-    },
-    /// The component imports something not granted.
-    #[error("plugin {plugin:?}: imports {}, which the {world} world does not grant (plugins get no files, sockets, clocks or randomness)", .imports.join(", "))]
-    ForbiddenImport {
-        /// The plugin's name.
-        plugin: String,
-        /// The world it was loaded as.
-        world: herald_core::plugin::World,
-        /// Every import not granted, sorted.
-        imports: Vec<String>,
-    },
-    /// The component does not implement the world.
-    #[error("plugin {plugin:?}: is not a herald:policy/{world}@0.1.0 component: {message}")]
-    WrongWorld {
-        /// The plugin's name.
-        plugin: String,
-        /// The world it was loaded as.
-        world: herald_core::plugin::World,
-        /// What does not match.
-        message: String,
-    },
-    /// The plugin refuses its config (`validate-config`), or failed on it.
-    #[error("plugin {plugin:?}: config rejected: {message}")]
-    Config {
-        /// The plugin's name.
-        plugin: String,
-        /// The plugin's (or the host's) message.
-        message: String,
-    },
-    /// The source is not one the host can read (a ConfigMap, outside a cluster).
-    #[error("plugin {plugin:?}: {message}")]
-    Source {
-        /// The plugin's name.
-        plugin: String,
-        /// Why.
-        message: String,
-    },
-    /// The engine could not be created.
-    #[error("the WebAssembly engine: {0}")]
-    Engine(String),
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use replace::WasmPlugin;

@@ -1,77 +1,27 @@
 //! A loaded plugin: its pre-linked component, its limits, one fresh
-//! `Store` per call; the core's policy traits implemented by calling it;
-//! and [`WasmPlugin`], which swaps in a new version while running.
+//! `Store` per call inside a span naming the plugin, and the core's policy
+//! traits implemented by calling it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
-use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode, NodeChoice};
+use herald_core::cni::{Action, CniPolicy, Pod, validate_actions};
 use herald_core::plugin::{FailurePolicy, PolicyPluginSpec, World, sha256_hex};
-use herald_core::policy::{AllocatorPolicy, PolicyError, PoolView};
-use herald_core::selector::Labels;
-use herald_core::service::Service;
-use wasmtime::component::{
-    ComponentExportIndex, HasData, InstancePre, Linker, Resource, ResourceTable,
+use herald_core::policy::{
+    AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, NodeChoice, PolicyError, PoolView,
 };
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use herald_core::service::Service;
+use wasmtime::component::Resource;
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::cni::{Action, Pod, validate_actions};
+use crate::bindings::PoolHandle;
+use crate::bindings::announcer::exports::herald::policy::announce::Choice;
 use crate::convert;
-use crate::host::Host;
-use crate::{Error, Result};
-
-/// The code wasmtime generates from `wit/` (one module per world; the
-/// shared interfaces are generated once, in `allocator`).
-#[allow(missing_docs)]
-pub(crate) mod bindings {
-    pub mod allocator {
-        wasmtime::component::bindgen!({
-            path: "../../wit",
-            world: "allocator",
-            with: { "herald:policy/pools.pool": crate::plugin::PoolHandle },
-        });
-    }
-    pub mod announcer {
-        wasmtime::component::bindgen!({
-            path: "../../wit",
-            world: "announcer",
-            with: {
-                "herald:policy/types": super::allocator::herald::policy::types,
-                "herald:policy/log": super::allocator::herald::policy::log,
-            },
-        });
-    }
-    pub mod cni {
-        wasmtime::component::bindgen!({
-            path: "../../wit",
-            world: "cni-chain",
-            with: {
-                "herald:policy/types": super::allocator::herald::policy::types,
-                "herald:policy/log": super::allocator::herald::policy::log,
-            },
-        });
-    }
-}
-
-use bindings::allocator::herald::policy::{log, pools, types};
-use bindings::announcer::exports::herald::policy::announce::Choice;
-use bindings::announcer::herald::policy::nodes;
+use crate::store::{Inputs, OUTPUT_CAPACITY, Pre, State, truncate};
 
 /// What `announce` returns.
 type AnnounceAnswer = Result<Vec<Choice>, String>;
-
-/// Bytes of a plugin's stdout/stderr kept per call: enough for a panic
-/// message, too little to matter.
-const OUTPUT_CAPACITY: usize = 4096;
-
-/// Log lines a plugin may write per call; more are dropped (counted).
-const LOG_LINES_PER_CALL: u32 = 16;
-
-/// Longest log line kept, in bytes.
-const LOG_LINE_BYTES: usize = 512;
 
 /// Longest error message of a plugin kept in a report, in bytes.
 const MESSAGE_BYTES: usize = 1024;
@@ -86,235 +36,19 @@ const MESSAGE_BYTES: usize = 1024;
 /// copies any of it.
 const ANSWER_BYTES_PER_NODE: usize = 16 << 10;
 
-/// The pool resource handed to an allocator: a marker; the view itself is
-/// the store's `State::pool` (one pool per call).
-pub struct PoolHandle;
-
-/// The data of one call's `Store`.
-pub struct State {
-    plugin: Arc<str>,
-    limits: StoreLimits,
-    /// Built on the plugin's first WASI call: most calls make none, and
-    /// building a context (it seeds a random generator) costs more than a
-    /// whole small decision.
-    wasi: Option<WasiCtx>,
-    /// Where the plugin's stdout and stderr go.
-    output: MemoryOutputPipe,
-    table: ResourceTable,
-    pool: Option<Box<dyn PoolView + Send + Sync>>,
-    /// The labels of an announce call's eligible nodes, in query order.
-    node_labels: Vec<Arc<Labels>>,
-    logged: u32,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        let output = &self.output;
-        let ctx = self.wasi.get_or_insert_with(|| {
-            // No environment, no arguments, empty stdin, captured output.
-            WasiCtx::builder()
-                .stdout(output.clone())
-                .stderr(output.clone())
-                .build()
-        });
-        WasiCtxView {
-            ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl types::Host for State {}
-
-impl log::Host for State {
-    fn log(&mut self, level: log::Level, message: String) {
-        self.logged += 1;
-        if self.logged > LOG_LINES_PER_CALL {
-            return;
-        }
-        let message = truncate(&message, LOG_LINE_BYTES);
-        let plugin = &*self.plugin;
-        match level {
-            log::Level::Debug => tracing::debug!(plugin, message, "plugin log"),
-            log::Level::Info => tracing::info!(plugin, message, "plugin log"),
-            log::Level::Warn => tracing::warn!(plugin, message, "plugin log"),
-        }
-    }
-}
-
-impl pools::Host for State {}
-
-impl nodes::Host for State {
-    fn label(&mut self, node: u32, key: String) -> Option<String> {
-        self.node_labels.get(node as usize)?.get(&key).cloned()
-    }
-
-    fn labels(&mut self, node: u32) -> Vec<types::Pair> {
-        self.node_labels
-            .get(node as usize)
-            .map_or_else(Vec::new, |l| convert::pairs(l))
-    }
-}
-
-impl pools::HostPool for State {
-    fn name(&mut self, _: Resource<PoolHandle>) -> String {
-        self.pool
-            .as_ref()
-            .map_or_else(String::new, |p| p.name().to_owned())
-    }
-
-    fn family(&mut self, _: Resource<PoolHandle>) -> types::Family {
-        match self.pool.as_ref().map(|p| p.family()) {
-            Some(herald_core::Family::IPv6) => types::Family::Ipv6,
-            _ => types::Family::Ipv4,
-        }
-    }
-
-    fn capacity(&mut self, _: Resource<PoolHandle>) -> u64 {
-        self.pool.as_ref().map_or(0, |p| saturate(p.capacity()))
-    }
-
-    fn free_count(&mut self, _: Resource<PoolHandle>) -> u64 {
-        self.pool.as_ref().map_or(0, |p| saturate(p.free_count()))
-    }
-
-    fn is_free(&mut self, _: Resource<PoolHandle>, ip: types::IpAddress) -> bool {
-        self.pool
-            .as_ref()
-            .is_some_and(|p| p.is_free(convert::ip_from_wit(ip)))
-    }
-
-    fn next_free_after(
-        &mut self,
-        _: Resource<PoolHandle>,
-        after: Option<types::IpAddress>,
-    ) -> Option<types::IpAddress> {
-        let p = self.pool.as_ref()?;
-        p.next_free_after(after.map(convert::ip_from_wit))
-            .map(convert::ip_to_wit)
-    }
-
-    fn bounds(&mut self, _: Resource<PoolHandle>) -> Option<(types::IpAddress, types::IpAddress)> {
-        let (lo, hi) = self.pool.as_ref()?.bounds()?;
-        Some((convert::ip_to_wit(lo), convert::ip_to_wit(hi)))
-    }
-
-    fn drop(&mut self, _: Resource<PoolHandle>) -> wasmtime::Result<()> {
-        Ok(())
-    }
-}
-
-fn saturate(v: u128) -> u64 {
-    u64::try_from(v).unwrap_or(u64::MAX)
-}
-
-/// Cuts `s` to at most `max` bytes, at a character boundary.
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &s[..end], s.len())
-}
-
-/// The store data type of the standard streams' host functions.
-struct HasIo;
-
-fn io(t: &mut State) -> &mut ResourceTable {
-    &mut t.table
-}
-
-impl HasData for HasIo {
-    type Data<'a> = &'a mut ResourceTable;
-}
-
-/// The linker of one world: the world's imports and the granted WASI
-/// interfaces ([`crate::host::WASI_ALLOWED`]), nothing else.
-pub(crate) fn linker(engine: &Engine, world: World) -> Result<Linker<State>> {
-    use wasmtime::component::HasSelf;
-    use wasmtime_wasi::p2::bindings::{cli, sync};
-    let mut l = Linker::new(engine);
-    let e = |e: wasmtime::Error| Error::Engine(format!("linking the {world} world: {e:#}"));
-    match world {
-        World::Allocator => {
-            bindings::allocator::Allocator::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s)
-        }
-        World::Announcer => {
-            bindings::announcer::Announcer::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s)
-        }
-        World::CniChain => {
-            bindings::cni::CniChain::add_to_linker::<State, HasSelf<State>>(&mut l, |s| s)
-        }
-    }
-    .map_err(e)?;
-    (|| -> wasmtime::Result<()> {
-        sync::io::error::add_to_linker::<State, HasIo>(&mut l, io)?;
-        sync::io::poll::add_to_linker::<State, HasIo>(&mut l, io)?;
-        sync::io::streams::add_to_linker::<State, HasIo>(&mut l, io)?;
-        cli::exit::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::environment::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::stdin::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::stdout::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::stderr::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::terminal_input::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::terminal_output::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::terminal_stdin::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::terminal_stdout::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        cli::terminal_stderr::add_to_linker::<State, WasiCli>(&mut l, State::cli)?;
-        Ok(())
-    })()
-    .map_err(e)?;
-    Ok(l)
-}
-
-/// A pre-linked component of one world, with its exports looked up.
-#[derive(Clone)]
-pub(crate) enum Pre {
-    Allocator(bindings::allocator::AllocatorPre<State>),
-    /// With the index of the `announce` function, called directly with
-    /// borrowed arguments ([`convert::QueryRef`]).
-    Announcer(
-        bindings::announcer::AnnouncerPre<State>,
-        ComponentExportIndex,
-    ),
-    CniChain(bindings::cni::CniChainPre<State>),
-}
-
-impl Pre {
-    /// Type-checks the component's exports against the world.
-    pub(crate) fn new(world: World, pre: InstancePre<State>) -> wasmtime::Result<Pre> {
-        Ok(match world {
-            World::Allocator => Pre::Allocator(bindings::allocator::AllocatorPre::new(pre)?),
-            World::Announcer => {
-                let component = pre.component();
-                let announce = component
-                    .get_export_index(None, "herald:policy/announce@0.1.0")
-                    .and_then(|i| component.get_export_index(Some(&i), "announce"))
-                    .ok_or_else(|| {
-                        wasmtime::format_err!("no export herald:policy/announce@0.1.0#announce")
-                    })?;
-                Pre::Announcer(bindings::announcer::AnnouncerPre::new(pre)?, announce)
-            }
-            World::CniChain => Pre::CniChain(bindings::cni::CniChainPre::new(pre)?),
-        })
-    }
-}
-
-/// What one call's host functions read: the allocator's pool, the
-/// announcer's node labels.
-#[derive(Default)]
-struct Inputs {
-    pool: Option<Box<dyn PoolView + Send + Sync>>,
-    node_labels: Vec<Arc<Labels>>,
+/// The span of one plugin's work (a call, a load, a replacement): the
+/// events inside carry the plugin's name and world from it. At WARN so it
+/// is enabled whenever the warnings inside it are.
+pub(crate) fn span(name: &str, world: World) -> tracing::Span {
+    tracing::warn_span!("plugin", plugin = name, %world)
 }
 
 /// One loaded version of a plugin: checked, compiled, pre-linked.
 #[derive(Clone)]
 pub struct Loaded {
-    host: Host,
+    engine: Engine,
+    /// The epoch deadline of a call, in ticks of the host's ticker.
+    deadline_ticks: u64,
     name: Arc<str>,
     world: World,
     digest: [u8; 32],
@@ -326,13 +60,7 @@ pub struct Loaded {
 }
 
 /// How a call failed, before it becomes a [`PolicyError`].
-fn failure(
-    name: &str,
-    world: World,
-    e: &wasmtime::Error,
-    output: &MemoryOutputPipe,
-    elapsed: std::time::Duration,
-) -> String {
+fn failure(e: &wasmtime::Error, output: &MemoryOutputPipe, elapsed: std::time::Duration) -> String {
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "ran out of time (timeoutMs)".to_owned(),
         Some(Trap::UnreachableCodeReached) => "trapped (unreachable: a panic or abort)".to_owned(),
@@ -353,7 +81,7 @@ fn failure(
     let out = output.contents();
     let out = String::from_utf8_lossy(&out);
     let out = out.trim();
-    tracing::warn!(plugin = name, world = %world, failure = %what, output = %out, "policy plugin failed");
+    tracing::warn!(failure = %what, output = %out, "policy plugin failed");
     if out.is_empty() {
         what
     } else {
@@ -375,15 +103,19 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
+    /// A plugin whose calls run on `engine` and time out after
+    /// `deadline_ticks` epoch ticks (the host's rendering of `timeoutMs`).
     pub(crate) fn new(
-        host: Host,
+        engine: Engine,
+        deadline_ticks: u64,
         name: &str,
         spec: &PolicyPluginSpec,
         digest: [u8; 32],
         pre: Pre,
     ) -> Loaded {
         Loaded {
-            host,
+            engine,
+            deadline_ticks,
             name: name.into(),
             world: spec.world,
             digest,
@@ -426,21 +158,9 @@ impl Loaded {
             .tables(64)
             .memories(16)
             .build();
-        let mut store = Store::new(
-            self.host.engine(),
-            State {
-                plugin: self.name.clone(),
-                limits,
-                wasi: None,
-                output: output.clone(),
-                table: ResourceTable::new(),
-                pool: inputs.pool,
-                node_labels: inputs.node_labels,
-                logged: 0,
-            },
-        );
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.host.ticks(self.timeout_ms));
+        let mut store = Store::new(&self.engine, State::new(limits, output.clone(), inputs));
+        store.limiter(|s| s.limits());
+        store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
         (store, output)
     }
@@ -459,6 +179,7 @@ impl Loaded {
         inputs: Inputs,
         f: impl FnOnce(&Pre, &mut Store<State>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PolicyError> {
+        let _span = span(&self.name, self.world).entered();
         let (mut store, output) = self.store(inputs);
         let started = Instant::now();
         let result = f(&self.pre, &mut store);
@@ -469,7 +190,7 @@ impl Loaded {
                 "answered with an error: {}",
                 truncate(&message, MESSAGE_BYTES)
             ))),
-            Err(e) => Err(self.error(failure(&self.name, self.world, &e, &output, elapsed))),
+            Err(e) => Err(self.error(failure(&e, &output, elapsed))),
         }
     }
 
@@ -615,112 +336,8 @@ impl AnnouncerPolicy for Loaded {
     }
 }
 
-/// A plugin that can be replaced while running: each decision uses the
-/// version current when it starts; a new version takes effect on the next
-/// decision; a version that fails to load leaves the old one running.
-pub struct WasmPlugin {
-    current: RwLock<Arc<Loaded>>,
-}
-
-impl WasmPlugin {
-    /// A plugin running `loaded`.
-    pub fn new(loaded: Loaded) -> WasmPlugin {
-        WasmPlugin {
-            current: RwLock::new(Arc::new(loaded)),
-        }
-    }
-
-    /// The version in use.
-    pub fn current(&self) -> Arc<Loaded> {
-        // A panic while swapping an `Arc` cannot leave it half-written.
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Loads a new version and, if it loads, makes it current. On failure
-    /// the old version keeps running and the error says why.
-    pub fn replace(&self, host: &Host, spec: &PolicyPluginSpec, bytes: &[u8]) -> Result<()> {
-        let old = self.current();
-        match host.load(old.name(), spec, bytes) {
-            Ok(new) => {
-                tracing::info!(
-                    plugin = old.name(),
-                    from = %old.digest(),
-                    to = %new.digest(),
-                    "policy plugin replaced"
-                );
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(
-                    plugin = old.name(),
-                    running = %old.digest(),
-                    error = %e,
-                    "new version of policy plugin refused; the old one keeps running"
-                );
-                Err(e)
-            }
-        }
-    }
-}
-
-impl AllocatorPolicy for WasmPlugin {
-    fn choose(
-        &self,
-        service: &Service,
-        pool: &dyn PoolView,
-    ) -> Result<Option<std::net::IpAddr>, PolicyError> {
-        self.current().choose(service, pool)
-    }
-}
-
-impl AnnouncerPolicy for WasmPlugin {
-    fn announce(&self, query: &AnnounceQuery<'_>) -> Result<Vec<NodeChoice>, PolicyError> {
-        self.current().announce(query)
-    }
-}
-
-/// Whether a query is for L2 (exactly one node) — used by validation.
-pub(crate) fn is_l2(query: &AnnounceQuery<'_>) -> bool {
-    query.mode == Mode::L2
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(node_labels: Vec<Arc<Labels>>) -> State {
-        State {
-            plugin: "p".into(),
-            limits: StoreLimitsBuilder::new().build(),
-            wasi: None,
-            output: MemoryOutputPipe::new(OUTPUT_CAPACITY),
-            table: ResourceTable::new(),
-            pool: None,
-            node_labels,
-            logged: 0,
-        }
-    }
-
-    #[test]
-    fn node_labels_are_read_by_index_and_missing_ones_are_none() {
-        let labels = Labels::from([
-            ("b".to_owned(), "2".to_owned()),
-            ("a".to_owned(), "1".to_owned()),
-        ]);
-        let mut s = state(vec![Arc::new(Labels::new()), Arc::new(labels)]);
-        assert_eq!(nodes::Host::label(&mut s, 1, "a".into()), Some("1".into()));
-        assert_eq!(nodes::Host::label(&mut s, 1, "c".into()), None);
-        assert_eq!(nodes::Host::label(&mut s, 0, "a".into()), None);
-        assert_eq!(nodes::Host::label(&mut s, 7, "a".into()), None);
-        let all: Vec<(String, String)> = nodes::Host::labels(&mut s, 1)
-            .into_iter()
-            .map(|p| (p.key, p.value))
-            .collect();
-        assert_eq!(all, [("a".into(), "1".into()), ("b".into(), "2".into())]);
-        assert!(nodes::Host::labels(&mut s, 2).is_empty());
+impl CniPolicy for Loaded {
+    fn setup(&self, pod: &Pod) -> Result<Vec<Action>, PolicyError> {
+        Loaded::setup(self, pod)
     }
 }

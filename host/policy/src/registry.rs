@@ -23,9 +23,8 @@
 use std::collections::BTreeMap;
 
 use herald_core::ConfigError;
-use herald_core::announce::AnnouncerPolicy;
 use herald_core::plugin::{PolicyPluginSpec, World};
-use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
+use herald_core::policy::{AllocatorPolicy, AnnouncerPolicy, Plugin, Policies};
 
 use crate::host::read_source;
 use crate::{Error, Host, WasmPlugin};

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use fixtures::{candidates, nodes, spec, wasm};
 use herald_core::Config;
-use herald_core::announce::{
-    AnnounceInput, AnnounceQuery, AnnouncerPolicy, Endpoints, Mode, announce,
-};
+use herald_core::announce::{AnnounceInput, announce};
 use herald_core::l2::L2Advertisement;
+use herald_core::node::{Endpoints, Node};
 use herald_core::plugin::{FailurePolicy, MAX_TIMEOUT_MS, World};
-use herald_core::policy::{Plugin, Policies};
+use herald_core::policy::{AnnounceQuery, AnnouncerPolicy, Mode, Plugin, Policies};
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::selector::LabelSelector;
 use herald_core::service::Service;
@@ -41,7 +40,7 @@ fn load(host: &Host, fixture: &str, failure_policy: FailurePolicy) -> Loaded {
         .unwrap_or_else(|e| panic!("{fixture}: {e}"))
 }
 
-fn query<'a>(svc: &'a Service, ns: &'a [herald_core::announce::Node]) -> AnnounceQuery<'a> {
+fn query<'a>(svc: &'a Service, ns: &'a [Node]) -> AnnounceQuery<'a> {
     AnnounceQuery {
         vip: "198.51.100.7".parse().unwrap(),
         mode: Mode::L2,

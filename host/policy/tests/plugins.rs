@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use fixtures::{candidates, nodes, spec, wasm};
-use herald_core::announce::{AnnounceQuery, AnnouncerPolicy, Mode};
+use herald_core::cni::{Action, Pod};
 use herald_core::plugin::World;
-use herald_core::policy::{AllocatorPolicy, Plugin, Policies};
+use herald_core::policy::{
+    AllocatorPolicy, AnnounceQuery, AnnouncerPolicy, Mode, Plugin, Policies,
+};
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::{Service, TrafficPolicy};
 use herald_core::{Allocator, Config, Snapshot};
-use herald_policy::cni::{Action, Pod};
 use herald_policy::{Error, Host, WasmPlugin};
 
 fn host() -> Host {
@@ -131,7 +132,7 @@ fn zone_spread_spreads_l2_owners_over_zones_as_its_logic_says() {
     let mut ns = nodes(8, 1);
     for n in &mut ns[6..] {
         std::sync::Arc::make_mut(&mut n.labels)
-            .insert(herald_core::announce::ZONE_LABEL.into(), "zone-b".into());
+            .insert(herald_core::node::ZONE_LABEL.into(), "zone-b".into());
     }
     let svc = Service::new("shop", "web");
     let mut per_zone: BTreeMap<String, u32> = BTreeMap::new();

@@ -54,8 +54,7 @@ pub fn binaries() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("HERALD_CONTROL_PLANE_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/control-plane-build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/control-plane-build.sh");
     let out = run(script.to_str().expect("a UTF-8 path"), &[])?;
     let text = String::from_utf8_lossy(&out.stdout);
     let dir = text
@@ -119,8 +118,21 @@ fn certificate(dir: &Path, name: &str, subject: &str, extensions: &str) -> Resul
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-out", &crt, "-extfile", &ext,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
         ],
     )
 }
@@ -265,11 +277,16 @@ impl ControlPlane {
             apiserver,
             server,
         };
-        let ready = wait_for("kube-apiserver /readyz", READY_TIMEOUT, Duration::from_millis(200), || {
-            cp.kubectl(&["get", "--raw", "/readyz"])
-                .ok()
-                .filter(|o| String::from_utf8_lossy(&o.stdout).trim() == "ok")
-        });
+        let ready = wait_for(
+            "kube-apiserver /readyz",
+            READY_TIMEOUT,
+            Duration::from_millis(200),
+            || {
+                cp.kubectl(&["get", "--raw", "/readyz"])
+                    .ok()
+                    .filter(|o| String::from_utf8_lossy(&o.stdout).trim() == "ok")
+            },
+        );
         if let Err(e) = ready {
             return Err(Error(format!("{e}\n{}", cp.logs())));
         }
@@ -333,7 +350,10 @@ impl ControlPlane {
             let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(30)..];
-            out.push_str(&format!("--- {name} (last lines) ---\n{}\n", tail.join("\n")));
+            out.push_str(&format!(
+                "--- {name} (last lines) ---\n{}\n",
+                tail.join("\n")
+            ));
         }
         out
     }

@@ -1,8 +1,10 @@
 //! One test (or a few) per rule of DESIGN.md §4, named after the rule.
 
 use super::*;
+use crate::config::DEFAULT_LOAD_BALANCER_CLASS;
+use crate::pool::PoolSpec;
+use crate::selector::{LabelSelector, Requirement};
 use crate::service::{Port, TrafficPolicy};
-use crate::{LabelSelector, Requirement};
 
 fn decl(name: &str, addresses: &[&str], edit: impl FnOnce(&mut PoolSpec)) -> PoolDecl {
     let mut spec = PoolSpec::new(addresses.iter().map(|a| a.parse().unwrap()).collect());

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::l2::InterfaceName;
-use herald_l2::membership::Membership;
 use herald_l2::responder::Announcer;
+use herald_membership::Membership;
 use tokio::sync::watch;
 
 use super::View;

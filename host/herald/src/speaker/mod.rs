@@ -56,7 +56,7 @@ use std::time::Duration;
 use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
 use herald_core::announce::{AnnounceInput, Announcements, announce};
-use herald_l2::membership::Membership;
+use herald_membership::Membership;
 use herald_policy::Registry;
 use tokio::sync::watch;
 
@@ -82,7 +82,7 @@ pub struct Args {
     #[arg(long, env = "HERALD_MANIFESTS")]
     manifests: PathBuf,
     /// The loadBalancerClass Herald serves.
-    #[arg(long, default_value = herald_core::allocate::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
+    #[arg(long, default_value = herald_core::config::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
     load_balancer_class: String,
     /// The address this speaker gossips on (membership between speakers);
     /// the other speakers list it in their `--members`. Without it every
@@ -169,7 +169,7 @@ async fn serve(args: Args) -> ExitCode {
         None => None,
     };
     let mut peers = membership.as_ref().map(|m| m.peers());
-    let alive = |peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>| {
+    let alive = |peers: &mut Option<watch::Receiver<herald_membership::Peers>>| {
         peers.as_mut().map(|p| p.borrow_and_update().alive.clone())
     };
     let mut registry = Registry::new();
@@ -238,7 +238,7 @@ async fn serve(args: Args) -> ExitCode {
 /// view was planned with (never, without membership; `None` when the
 /// gossip layer is gone).
 async fn membership_changed(
-    peers: &mut Option<watch::Receiver<herald_l2::membership::Peers>>,
+    peers: &mut Option<watch::Receiver<herald_membership::Peers>>,
     planned: BTreeSet<String>,
 ) -> Option<()> {
     let Some(p) = peers.as_mut() else {

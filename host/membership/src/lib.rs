@@ -1,7 +1,9 @@
-//! Which speakers are alive, learnt by gossip between speakers over UDP
-//! (chitchat: scuttlebutt anti-entropy with a phi-accrual failure
-//! detector). Every speaker lists every speaker's gossip address
-//! (`--members`); the node name is the member's identity.
+//! Herald's speaker membership: which speakers are alive, learnt by gossip
+//! between speakers over UDP (chitchat: scuttlebutt anti-entropy with a
+//! phi-accrual failure detector). Every speaker lists every speaker's
+//! gossip address (`--members`); the node name is the member's identity.
+//! Announcement planning takes the alive set as an input, for BGP and L2
+//! alike; the L2 handover also uses the VIP claims.
 //!
 //! Besides liveness, each speaker publishes two kinds of keys:
 //! - `leaving`: set when the speaker is stopping; others drop it from the
@@ -10,6 +12,9 @@
 //!   answering until another has claimed each of its VIPs (the handover).
 //!
 //! Tuning (docs/l2.md, "Membership"): see the constants below.
+//!
+//! Depends on chitchat (gossip), tokio and tracing only; never on the core,
+//! the API types, Kubernetes, or the BGP and L2 code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +27,18 @@ use chitchat::{
 };
 use tokio::sync::watch;
 
-use crate::Error;
+/// What went wrong in the gossip layer, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Gossip could not start.
+    #[error("membership: {what}: {message}")]
+    Gossip {
+        /// The step.
+        what: String,
+        /// Why.
+        message: String,
+    },
+}
 
 /// How often a speaker gossips (to every other speaker in clusters of up
 /// to three, to three random ones beyond). Each round carries its
@@ -135,7 +151,7 @@ impl Membership {
         };
         let handle = spawn_chitchat(config, Vec::new(), &UdpTransport)
             .await
-            .map_err(|e| Error::Membership {
+            .map_err(|e| Error::Gossip {
                 what: format!("starting gossip on {bind}"),
                 message: format!("{e:#}"),
             })?;
@@ -299,4 +315,38 @@ fn peers_of(live: &BTreeMap<ChitchatId, NodeState>) -> Peers {
         out.alive.insert(name);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, port: u16, keys: &[&str]) -> (ChitchatId, NodeState) {
+        let id = ChitchatId::new(name.to_owned(), 1, SocketAddr::from(([192, 0, 2, 1], port)));
+        let mut state = NodeState::for_test();
+        for key in keys {
+            state.set(*key, "");
+        }
+        (id, state)
+    }
+
+    #[test]
+    fn peers_are_the_live_members_and_their_vip_claims() {
+        let (a, mut a_state) = member("a", 1, &["vip/198.51.100.1", "vip/2001:db8::1"]);
+        a_state.delete("vip/2001:db8::1");
+        let (b, b_state) = member("b", 2, &["vip/198.51.100.1", "vip/not-an-ip", "other"]);
+        let (c, c_state) = member("c", 3, &[]);
+        let live = BTreeMap::from([(a, a_state), (b, b_state), (c, c_state)]);
+        let peers = peers_of(&live);
+        assert_eq!(
+            peers.alive,
+            BTreeSet::from(["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        );
+        let vip: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            peers.claims,
+            BTreeMap::from([(vip, BTreeSet::from(["a".to_owned(), "b".to_owned()]))]),
+            "a released claim and malformed keys claim nothing"
+        );
+    }
 }
