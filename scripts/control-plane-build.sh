@@ -59,8 +59,29 @@ staging=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-g
   go build -trimpath -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
   go build -trimpath -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
 )
-# etcd: the server module's main package, in a module of its own.
-GOBIN="$work/etcd-bin" go install -trimpath "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
-mv "$work/etcd-bin/server" "$bin/etcd" 2>/dev/null || mv "$work/etcd-bin/v3" "$bin/etcd"
+# etcd: its server module has replace lines too (for its sibling modules),
+# so `go install` refuses it; a wrapper module with etcd's own two-line main
+# (etcdmain.Main) pins the siblings to the same release.
+etcd_work="$cache/build-etcd$ETCD_VERSION"
+mkdir -p "$etcd_work"
+(
+  cd "$etcd_work"
+  if [ ! -f go.mod ]; then
+    go mod init herald.dev/etcd-build >/dev/null 2>&1
+    {
+      echo
+      echo "require go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
+      echo
+      echo "replace ("
+      for m in api/v3 client/pkg/v3 client/v3 pkg/v3; do
+        echo "	go.etcd.io/etcd/$m => go.etcd.io/etcd/$m v$ETCD_VERSION"
+      done
+      echo ")"
+    } >>go.mod
+    printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' >main.go
+  fi
+  go mod tidy >/dev/null
+  go build -trimpath -o "$bin/etcd" .
+)
 echo "control-plane-build: built in $(($(date +%s) - started)) s" >&2
 echo "$bin"
