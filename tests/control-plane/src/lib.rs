@@ -219,7 +219,7 @@ impl ControlPlane {
                 )));
             }
         }
-        let dir = TempDir::new("herald-cp")?;
+        let dir = TempDir::new("hcp")?;
         credentials(dir.path())?;
         let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client}");
@@ -368,14 +368,45 @@ impl Drop for ControlPlane {
     }
 }
 
+/// Removes the directories of shared control planes whose test binary has
+/// exited (`hcp{pid}x{n}`, the pid modulo 100,000 as
+/// [`herald_netns::unique`] writes it): no such process, and untouched for
+/// an hour (a live one writes its logs and etcd data all the time).
+fn remove_stale_directories() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("hcp")
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let idle = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if idle && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The control plane of this test binary, started on first use from a
 /// thread that lives as long as the binary: its processes die with the
 /// binary (their parent-death signal), however the binary ends. Its
 /// temporary directory is left behind at exit (a few MiB under the system's
-/// temporary directory, named `herald-cp…`).
+/// temporary directory, named `hcp…`) and removed by the next start once
+/// the process that made it is gone.
 pub fn shared() -> &'static ControlPlane {
     static SHARED: OnceLock<ControlPlane> = OnceLock::new();
     SHARED.get_or_init(|| {
+        remove_stale_directories();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("control-plane".to_owned())
