@@ -140,31 +140,18 @@ impl PeerConfig {
 
 #[cfg(test)]
 mod tests {
-    use herald_core::LabelSelector;
     use herald_core::bgp::Asn;
 
     use super::*;
 
     /// An eBGP peer 192.0.2.1 in AS 65001, the node in 65010, defaults.
     fn ebgp() -> BgpPeer {
-        BgpPeer {
-            name: "tor".into(),
-            peer_address: "192.0.2.1".parse().unwrap(),
-            peer_asn: Asn::new(65001).unwrap(),
-            my_asn: Asn::new(65010).unwrap(),
-            peer_port: 179,
-            source_address: None,
-            router_id: None,
-            hold_time: 90,
-            keepalive_time: 30,
-            connect_time: 120,
-            ebgp_multihop: None,
-            password: None,
-            graceful_restart: false,
-            passive: false,
-            families: vec![Family::IPv4, Family::IPv6],
-            node_selector: LabelSelector::default(),
-        }
+        BgpPeer::new(
+            "tor",
+            "192.0.2.1".parse().unwrap(),
+            Asn::new(65001).unwrap(),
+            Asn::new(65010).unwrap(),
+        )
     }
 
     fn addrs(list: &[&str]) -> Vec<IpAddr> {

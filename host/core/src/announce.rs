@@ -523,7 +523,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::bgp::{Asn, BGP_PORT};
+    use crate::bgp::Asn;
     use crate::node::ZONE_LABEL;
     use crate::plugin::FailurePolicy;
     use crate::policy::Plugin;
@@ -558,24 +558,12 @@ mod tests {
     }
 
     fn peer(name: &str) -> BgpPeer {
-        BgpPeer {
-            name: name.into(),
-            peer_address: "192.0.2.1".parse().unwrap(),
-            peer_asn: Asn::new(65001).unwrap(),
-            my_asn: Asn::new(4_200_000_001).unwrap(),
-            peer_port: BGP_PORT,
-            source_address: None,
-            router_id: None,
-            hold_time: 90,
-            keepalive_time: 30,
-            connect_time: 120,
-            ebgp_multihop: None,
-            password: None,
-            graceful_restart: false,
-            passive: false,
-            families: vec![Family::IPv4, Family::IPv6],
-            node_selector: Default::default(),
-        }
+        BgpPeer::new(
+            name,
+            "192.0.2.1".parse().unwrap(),
+            Asn::new(65001).unwrap(),
+            Asn::new(4_200_000_001).unwrap(),
+        )
     }
 
     fn bgp_adv(name: &str) -> BgpAdvertisement {

@@ -495,6 +495,30 @@ pub struct BgpPeer {
 }
 
 impl BgpPeer {
+    /// A peer with the API's defaults for everything but its name, address
+    /// and ASNs: port 179, hold time 90 s (keepalive a third), connect
+    /// retry 120 s, both families, no password, every node.
+    pub fn new(name: &str, peer_address: IpAddr, peer_asn: Asn, my_asn: Asn) -> BgpPeer {
+        BgpPeer {
+            name: name.to_owned(),
+            peer_address,
+            peer_asn,
+            my_asn,
+            peer_port: BGP_PORT,
+            source_address: None,
+            router_id: None,
+            hold_time: DEFAULT_HOLD_TIME,
+            keepalive_time: DEFAULT_HOLD_TIME / 3,
+            connect_time: DEFAULT_CONNECT_TIME,
+            ebgp_multihop: None,
+            password: None,
+            graceful_restart: false,
+            passive: false,
+            families: vec![Family::IPv4, Family::IPv6],
+            node_selector: LabelSelector::default(),
+        }
+    }
+
     /// Whether the session is external BGP (the ASNs differ).
     pub fn is_ebgp(&self) -> bool {
         self.peer_asn != self.my_asn

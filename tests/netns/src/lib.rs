@@ -59,7 +59,7 @@ const PACKAGES: &[(&str, &str)] = &[
 
 /// Checks that `program` can be started: an executable file at that path
 /// when it names one (has a `/`), else one found in `PATH`. The error
-/// names the program and, for the programs of [`PACKAGES`], the Debian
+/// names the program and, for the programs the test command installs, the Debian
 /// package to install: a missing daemon is said at once instead of
 /// surfacing later as a timeout.
 pub fn installed(program: &str) -> Result<()> {
