@@ -1,12 +1,18 @@
 //! Services and Namespaces into the core's types: the annotations (with
 //! their MetalLB spellings), `spec.loadBalancerIP`, families, ports and the
 //! addresses a Service's status already shows.
+//!
+//! Families are read as the API server fills them (docs/allocation.md,
+//! "Families"): a Service that has cluster IPs (`spec.clusterIPs`, set on
+//! every Service read from a cluster) has the families listed in
+//! `spec.ipFamilies` and no other; a manifest without them (usual in git)
+//! is completed as a dual-stack, IPv4-first API server would complete it.
 
 use std::net::IpAddr;
 
 use herald_core::allocate::NAMESPACE_NAME_LABEL;
 use herald_core::{Family, FamilyPolicy, Labels, Port, Request, ServiceRef, TrafficPolicy};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceSpec};
 use kube::ResourceExt;
 
 use crate::FieldError;
@@ -73,6 +79,142 @@ fn request(svc: &Service) -> Request {
     Request::Ips(ips)
 }
 
+/// A field's path and what is wrong with it.
+type FieldProblem = (String, String);
+
+/// `spec.clusterIP` of a headless Service.
+const HEADLESS: &str = "None";
+
+/// The Service's family policy and families, checked as the API server
+/// checks them, and completed as it would complete them (checked against
+/// kube-apiserver 1.34).
+///
+/// - The policy defaults to SingleStack, which allows one family and one
+///   cluster IP.
+/// - A Service whose families an API server has filled in has both
+///   `spec.ipFamilies` and `spec.clusterIPs` (every Service read from a
+///   cluster has): its list is final. PreferDualStack on a single-stack
+///   cluster lists one family, and gets one address.
+/// - Any other Service is a manifest that has not been through an API
+///   server: its families are `spec.ipFamilies`, then those of further
+///   cluster IPs it pins, and a dual-stack policy that lists one family
+///   gets the other after it, as a dual-stack cluster gives it. An empty
+///   list stays empty (the core reads it as IPv4, then IPv6 for the
+///   dual-stack policies).
+/// - A `type: LoadBalancer` Service cannot be headless (`clusterIP: None`):
+///   the API server refuses it.
+fn families(spec: &ServiceSpec) -> Result<(FamilyPolicy, Vec<Family>), FieldProblem> {
+    let mut families = Vec::new();
+    for (i, f) in spec.ip_families.iter().flatten().enumerate() {
+        let family: Family = f
+            .parse()
+            .map_err(|m| (format!("spec.ipFamilies[{i}]"), m))?;
+        if families.contains(&family) {
+            return Err((
+                format!("spec.ipFamilies[{i}]"),
+                format!("{family} is listed twice"),
+            ));
+        }
+        families.push(family);
+    }
+    let listed = !families.is_empty();
+    let cluster_ips = cluster_ips(spec)?;
+    for (i, ip) in cluster_ips.iter().enumerate() {
+        let family = Family::of(*ip);
+        match families.get(i) {
+            Some(&listed) if listed != family => {
+                return Err((
+                    format!("spec.clusterIPs[{i}]"),
+                    format!("{ip} is {family}, but spec.ipFamilies[{i}] is {listed}"),
+                ));
+            }
+            Some(_) => {}
+            None if families.contains(&family) => {
+                return Err((
+                    format!("spec.clusterIPs[{i}]"),
+                    format!(
+                        "a second {family} cluster IP ({ip}); a Service has at most one per family"
+                    ),
+                ));
+            }
+            None => families.push(family),
+        }
+    }
+    let filled = listed && !cluster_ips.is_empty();
+    let policy = match spec.ip_family_policy.as_deref() {
+        None | Some("SingleStack") => FamilyPolicy::SingleStack,
+        Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
+        Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
+        Some(other) => {
+            return Err((
+                "spec.ipFamilyPolicy".into(),
+                format!(
+                    "unknown policy {other:?} (expected SingleStack, PreferDualStack or RequireDualStack)"
+                ),
+            ));
+        }
+    };
+    if policy == FamilyPolicy::SingleStack && families.len() > 1 {
+        return Err((
+            "spec.ipFamilyPolicy".into(),
+            "SingleStack (also when unset) allows one family and one cluster IP; set PreferDualStack or RequireDualStack for two".into(),
+        ));
+    }
+    if !filled
+        && policy != FamilyPolicy::SingleStack
+        && let [only] = families[..]
+    {
+        families.push(only.other());
+    }
+    Ok((policy, families))
+}
+
+/// `spec.clusterIPs` (or `spec.clusterIP` when that is all there is), as
+/// addresses; empty for a manifest that sets neither, and for a headless
+/// Service that is not a LoadBalancer.
+fn cluster_ips(spec: &ServiceSpec) -> Result<Vec<IpAddr>, FieldProblem> {
+    let ip = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty());
+    let ips = spec.cluster_ips.as_deref().filter(|ips| !ips.is_empty());
+    let (field, texts): (&str, Vec<&str>) = match (ips, ip) {
+        (Some(_), None) => {
+            return Err((
+                "spec.clusterIPs".into(),
+                "set without spec.clusterIP; the API server refuses that".into(),
+            ));
+        }
+        (Some(ips), Some(ip)) if ips[0] != ip => {
+            return Err((
+                "spec.clusterIP".into(),
+                format!("{ip:?} differs from spec.clusterIPs[0] {:?}", ips[0]),
+            ));
+        }
+        (Some(ips), Some(_)) => ("spec.clusterIPs", ips.iter().map(String::as_str).collect()),
+        (None, Some(ip)) => ("spec.clusterIP", vec![ip]),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let at = |i: usize| match field {
+        "spec.clusterIPs" => format!("{field}[{i}]"),
+        _ => field.to_owned(),
+    };
+    if texts[0] == HEADLESS {
+        if spec.type_.as_deref() == Some("LoadBalancer") {
+            return Err((
+                at(0),
+                "a LoadBalancer Service cannot be headless (clusterIP None); the API server refuses it".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse()
+                .map_err(|_| (at(i), format!("{text:?} is not an IP address")))
+        })
+        .collect()
+}
+
 /// Validates a Service. Fields the API server would reject (an unknown
 /// family, a port out of range) are errors; a request that does not parse
 /// is not: the Service goes Pending with `InvalidRequest`.
@@ -86,32 +228,8 @@ pub fn validate_service(svc: &Service) -> Result<herald_core::Service, FieldErro
         message,
     };
     let spec = svc.spec.clone().unwrap_or_default();
-    let family_policy = match spec.ip_family_policy.as_deref() {
-        None | Some("SingleStack") => FamilyPolicy::SingleStack,
-        Some("PreferDualStack") => FamilyPolicy::PreferDualStack,
-        Some("RequireDualStack") => FamilyPolicy::RequireDualStack,
-        Some(other) => {
-            return Err(err(
-                "spec.ipFamilyPolicy".into(),
-                format!(
-                    "unknown policy {other:?} (expected SingleStack, PreferDualStack or RequireDualStack)"
-                ),
-            ));
-        }
-    };
-    let mut families = Vec::new();
-    for (i, f) in spec.ip_families.iter().flatten().enumerate() {
-        let family: Family = f
-            .parse()
-            .map_err(|m| err(format!("spec.ipFamilies[{i}]"), m))?;
-        if families.contains(&family) {
-            return Err(err(
-                format!("spec.ipFamilies[{i}]"),
-                format!("{family} is listed twice"),
-            ));
-        }
-        families.push(family);
-    }
+    let (family_policy, families) =
+        families(&spec).map_err(|(field, message)| err(field, message))?;
     let traffic_policy = match spec.external_traffic_policy.as_deref() {
         None | Some("Cluster") => TrafficPolicy::Cluster,
         Some("Local") => TrafficPolicy::Local,
@@ -295,6 +413,104 @@ mod tests {
         let e = validate_service(&lb("", "ports: [{port: 70000}]")).unwrap_err();
         assert_eq!(e.field, "spec.ports[0].port");
         assert_eq!(e.name, "shop/web");
+    }
+
+    fn families_of(spec: &str) -> (FamilyPolicy, Vec<Family>) {
+        let s = validate_service(&lb("", spec)).unwrap();
+        (s.family_policy, s.families)
+    }
+
+    fn refused(spec: &str) -> FieldError {
+        validate_service(&lb("", spec)).unwrap_err()
+    }
+
+    use Family::{IPv4, IPv6};
+    use FamilyPolicy::{PreferDualStack, RequireDualStack, SingleStack};
+
+    #[test]
+    fn families_filled_in_by_an_api_server_are_final() {
+        // As read from a single-stack IPv4 cluster: one family, one address.
+        assert_eq!(
+            families_of(
+                "ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv4], clusterIP: 203.0.113.7, clusterIPs: [203.0.113.7]"
+            ),
+            (PreferDualStack, vec![IPv4])
+        );
+        assert_eq!(
+            families_of(
+                "ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4], clusterIP: '2001:db8:ffff::7', clusterIPs: ['2001:db8:ffff::7', 203.0.113.7]"
+            ),
+            (PreferDualStack, vec![IPv6, IPv4])
+        );
+    }
+
+    #[test]
+    fn families_of_a_manifest_are_completed_as_a_dual_stack_cluster_would() {
+        // What kube-apiserver 1.34 with IPv4 and IPv6 service ranges stores.
+        assert_eq!(
+            families_of("ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6]"),
+            (PreferDualStack, vec![IPv6, IPv4])
+        );
+        assert_eq!(
+            families_of("ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4]"),
+            (RequireDualStack, vec![IPv4, IPv6])
+        );
+        assert_eq!(families_of("ipFamilies: [IPv6]"), (SingleStack, vec![IPv6]));
+        // A pinned cluster IP without ipFamilies: its family, then the other.
+        assert_eq!(
+            families_of(
+                "ipFamilyPolicy: PreferDualStack, clusterIP: '2001:db8:ffff::7', clusterIPs: ['2001:db8:ffff::7']"
+            ),
+            (PreferDualStack, vec![IPv6, IPv4])
+        );
+        // An empty list stays empty: the core reads it as IPv4 (then IPv6).
+        assert_eq!(
+            families_of("ipFamilyPolicy: PreferDualStack"),
+            (PreferDualStack, vec![])
+        );
+        assert_eq!(families_of(""), (SingleStack, vec![]));
+    }
+
+    #[test]
+    fn families_the_api_server_refuses_are_errors() {
+        // An unset policy is SingleStack, as the API server defaults it.
+        for spec in [
+            "ipFamilyPolicy: SingleStack, ipFamilies: [IPv4, IPv6]",
+            "ipFamilies: [IPv4, IPv6]",
+            "clusterIP: 203.0.113.7, clusterIPs: [203.0.113.7, '2001:db8:ffff::7']",
+        ] {
+            assert_eq!(refused(spec).field, "spec.ipFamilyPolicy", "{spec}");
+        }
+        let e = refused("ipFamilies: [IPv4, IPv4]");
+        assert_eq!(e.field, "spec.ipFamilies[1]");
+        let e = refused("ipFamilies: [IPv6], clusterIP: 203.0.113.7");
+        assert_eq!(e.field, "spec.clusterIPs[0]");
+        assert!(e.message.contains("IPv4"), "{}", e.message);
+        let e = refused(
+            "ipFamilyPolicy: PreferDualStack, clusterIP: 203.0.113.7, clusterIPs: [203.0.113.7, 203.0.113.8]",
+        );
+        assert_eq!(e.field, "spec.clusterIPs[1]");
+        let e = refused("clusterIP: 203.0.113.8, clusterIPs: [203.0.113.7]");
+        assert_eq!(e.field, "spec.clusterIP");
+        let e = refused("clusterIPs: [203.0.113.7]");
+        assert_eq!(e.field, "spec.clusterIPs");
+        let e = refused("clusterIP: nope, clusterIPs: [nope]");
+        assert_eq!(e.field, "spec.clusterIPs[0]");
+    }
+
+    #[test]
+    fn headless_load_balancer_is_refused_and_headless_cluster_ip_service_is_not() {
+        let e = refused("clusterIP: None");
+        assert_eq!(e.field, "spec.clusterIP");
+        assert!(e.message.contains("headless"), "{}", e.message);
+        let e = refused("clusterIP: None, clusterIPs: [None]");
+        assert_eq!(e.field, "spec.clusterIPs[0]");
+        assert!(e.message.contains("headless"), "{}", e.message);
+        let headless = service(
+            "metadata: {name: db, namespace: shop}\nspec: {clusterIP: None, clusterIPs: [None], ipFamilyPolicy: PreferDualStack}",
+        );
+        let s = validate_service(&headless).unwrap();
+        assert!(!s.load_balancer);
     }
 
     #[test]

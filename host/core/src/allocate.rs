@@ -636,16 +636,6 @@ impl<'a> Allocator<'a> {
         self.held[i][Family::of(ip).index()] = Some(ip);
     }
 
-    /// The families the Service's policy wants.
-    fn wanted(s: &Service) -> &'static [Family] {
-        match (s.family_policy, s.family_order()) {
-            (FamilyPolicy::SingleStack, [Family::IPv4, _]) => &[Family::IPv4],
-            (FamilyPolicy::SingleStack, [Family::IPv6, _]) => &[Family::IPv6],
-            (_, [Family::IPv4, _]) => &[Family::IPv4, Family::IPv6],
-            (_, [Family::IPv6, _]) => &[Family::IPv6, Family::IPv4],
-        }
-    }
-
     /// Keeps what Service `i` held before, as far as it is still valid.
     ///
     /// What is kept here is never given up later in the run, so a restart
@@ -655,6 +645,9 @@ impl<'a> Allocator<'a> {
     /// the Service is allocated in its turn like any other.
     fn keep_held(&mut self, i: usize, mut claim: Vec<IpAddr>) {
         let s = self.services[i];
+        if check_families(s).is_err() {
+            return;
+        }
         let requested = match &s.request {
             Request::None => None,
             Request::Ips(ips) => match check_request(s, ips) {
@@ -663,7 +656,7 @@ impl<'a> Allocator<'a> {
             },
             Request::Invalid(_) => return,
         };
-        let wanted = Self::wanted(s);
+        let wanted = s.address_families();
         claim.sort_by_key(|ip| (wanted.iter().position(|&f| f == Family::of(*ip)), *ip));
         claim.dedup();
         let mut keep: Vec<IpAddr> = Vec::new();
@@ -709,24 +702,33 @@ impl<'a> Allocator<'a> {
     /// Serves Service `i` in its turn.
     fn serve(&mut self, i: usize) -> PendingResult {
         let s = self.services[i];
-        match &s.request {
-            Request::Invalid(message) => pending(PendingReason::InvalidRequest, message.clone()),
-            Request::Ips(ips) => self.serve_request(i, ips),
-            Request::None => match self.held[i].iter().flatten().next() {
-                Some(held) => {
-                    let pool = self.used[held].pool;
-                    self.complete(i, pool);
-                    Ok(())
-                }
-                None => self.serve_fresh(i),
-            },
+        let requested = match &s.request {
+            Request::Invalid(message) => {
+                return pending(PendingReason::InvalidRequest, message.clone());
+            }
+            Request::Ips(ips) => Some(ips),
+            Request::None => None,
+        };
+        if let Err(message) = check_families(s) {
+            return pending(PendingReason::InvalidRequest, message);
+        }
+        if let Some(ips) = requested {
+            return self.serve_request(i, ips);
+        }
+        match self.held[i].iter().flatten().next() {
+            Some(held) => {
+                let pool = self.used[held].pool;
+                self.complete(i, pool);
+                Ok(())
+            }
+            None => self.serve_fresh(i),
         }
     }
 
     /// Adds what a PreferDualStack Service that kept one address lacks,
     /// from the same pool, when it can.
     fn complete(&mut self, i: usize, pool: usize) {
-        for &family in Self::wanted(self.services[i]) {
+        for &family in self.services[i].address_families() {
             if self.held[i][family.index()].is_some() {
                 continue;
             }
@@ -811,7 +813,7 @@ impl<'a> Allocator<'a> {
 
     fn serve_fresh(&mut self, i: usize) -> PendingResult {
         let s = self.services[i];
-        let order = s.family_order();
+        let wanted = s.address_families();
         let candidates: Vec<usize> = (0..self.index.pools.len())
             .filter(|&p| self.candidate(p, s))
             .collect();
@@ -838,39 +840,30 @@ impl<'a> Allocator<'a> {
             )
         };
         match s.family_policy {
-            FamilyPolicy::SingleStack => {
-                let fams = [order[0]];
-                let pools = with(&fams);
-                if pools.is_empty() {
-                    return no_pool(&fams);
-                }
-                if self.choose(i, &pools, &fams) {
-                    return Ok(());
-                }
-                self.exhausted(&pools, &fams)
-            }
             FamilyPolicy::RequireDualStack => {
-                let pools = with(&order);
+                let pools = with(wanted);
                 if pools.is_empty() {
-                    if with(&order[..1]).is_empty() && with(&order[1..]).is_empty() {
-                        return no_pool(&order);
+                    if wanted.iter().all(|&f| with(&[f]).is_empty()) {
+                        return no_pool(wanted);
                     }
                     return pending(
                         PendingReason::DualStackUnavailable,
                         "RequireDualStack, and no pool that admits this Service has both IPv4 and IPv6 addresses",
                     );
                 }
-                if self.choose(i, &pools, &order) {
+                if self.choose(i, &pools, wanted) {
                     return Ok(());
                 }
-                self.exhausted(&pools, &order)
+                self.exhausted(&pools, wanted)
             }
-            FamilyPolicy::PreferDualStack => {
-                if self.choose(i, &with(&order), &order) {
+            // SingleStack wants one family; PreferDualStack wants one or two,
+            // and settles for the first family a candidate pool can serve.
+            FamilyPolicy::SingleStack | FamilyPolicy::PreferDualStack => {
+                if wanted.len() > 1 && self.choose(i, &with(wanted), wanted) {
                     return Ok(());
                 }
                 let mut any = Vec::new();
-                for &f in &order {
+                for &f in wanted {
                     let pools = with(&[f]);
                     if self.choose(i, &pools, &[f]) {
                         return Ok(());
@@ -878,11 +871,11 @@ impl<'a> Allocator<'a> {
                     any.extend(pools);
                 }
                 if any.is_empty() {
-                    return no_pool(&order);
+                    return no_pool(wanted);
                 }
                 any.sort_unstable();
                 any.dedup();
-                self.exhausted(&any, &order)
+                self.exhausted(&any, wanted)
             }
         }
     }
@@ -928,9 +921,21 @@ impl<'a> Allocator<'a> {
     }
 }
 
-/// Checks a request against the family policy: at most one address per
-/// family; SingleStack exactly one of its family; RequireDualStack one of
-/// each.
+/// Checks the Service's families against its policy: a RequireDualStack
+/// Service must list both (an API server fills in the second, or refuses
+/// the Service on a single-stack cluster, so a live one always does).
+fn check_families(s: &Service) -> Result<(), String> {
+    match (s.family_policy, s.address_families()) {
+        (FamilyPolicy::RequireDualStack, &[only]) => Err(format!(
+            "RequireDualStack, but spec.ipFamilies lists only {only}; an API server lists both families or refuses the Service"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a request against the Service's families: at most one address
+/// per family, each of a family the Service has ([`Service::address_families`]);
+/// SingleStack exactly one; RequireDualStack one of each.
 fn check_request(s: &Service, ips: &[IpAddr]) -> Result<(), String> {
     let count = |f: Family| ips.iter().filter(|ip| Family::of(**ip) == f).count();
     let (v4, v6) = (count(Family::IPv4), count(Family::IPv6));
@@ -940,9 +945,10 @@ fn check_request(s: &Service, ips: &[IpAddr]) -> Result<(), String> {
             join(ips)
         ));
     }
+    let wanted = s.address_families();
     match s.family_policy {
         FamilyPolicy::SingleStack => {
-            let family = s.family_order()[0];
+            let family = wanted[0];
             if ips.len() != 1 || Family::of(ips[0]) != family {
                 return Err(format!(
                     "a SingleStack {family} Service must request exactly one {family} address, not {}",
@@ -957,7 +963,15 @@ fn check_request(s: &Service, ips: &[IpAddr]) -> Result<(), String> {
             ));
         }
         _ if ips.is_empty() => return Err("the request names no address".to_owned()),
-        _ => {}
+        _ => {
+            if let Some(ip) = ips.iter().find(|ip| !wanted.contains(&Family::of(**ip))) {
+                return Err(format!(
+                    "requested address {ip} is {}, but the Service has only {} (spec.ipFamilies)",
+                    Family::of(*ip),
+                    families(wanted, " and ")
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -47,15 +47,18 @@ pub fn by_age(a: Option<i64>, b: Option<i64>) -> Ordering {
     }
 }
 
-/// `spec.ipFamilyPolicy`.
+/// `spec.ipFamilyPolicy`. Which families a Service gets addresses of is
+/// [`Service::address_families`]: its `ipFamilies`, which the policy only
+/// completes when the list is empty.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum FamilyPolicy {
     /// One address, of `ipFamilies[0]` (IPv4 when unset).
     #[default]
     SingleStack,
-    /// One address of each family where one pool has both, else one.
+    /// One address of each listed family where one pool has them all,
+    /// else one.
     PreferDualStack,
-    /// One address of each family, or Pending.
+    /// One address of each of the two listed families, or Pending.
     RequireDualStack,
 }
 
@@ -107,7 +110,12 @@ pub struct Service {
     pub class: Option<String>,
     /// `spec.ipFamilyPolicy`.
     pub family_policy: FamilyPolicy,
-    /// `spec.ipFamilies`, as written (no duplicates).
+    /// `spec.ipFamilies` as the API server fills it (no duplicates): the
+    /// families the Service has cluster IPs of, so the only ones it gets
+    /// addresses of, in order. On a single-stack cluster a PreferDualStack
+    /// Service lists one. `herald_api` completes a manifest that has not
+    /// been through an API server as a dual-stack one would. Empty: the
+    /// policy's default ([`Service::address_families`]).
     pub families: Vec<Family>,
     /// Requested addresses.
     pub request: Request,
@@ -148,12 +156,36 @@ impl Service {
         }
     }
 
-    /// Both families in the Service's order: `ipFamilies` as written, then
-    /// the missing one (IPv4 before IPv6).
+    /// Both families in the Service's order: its first family, then the
+    /// other (IPv4 before IPv6 when `ipFamilies` is empty).
     pub fn family_order(&self) -> [Family; 2] {
         match self.families.first() {
             Some(&first) => [first, first.other()],
             None => Family::ALL,
+        }
+    }
+
+    /// The families the Service gets addresses of, in order, at most one
+    /// address each (docs/allocation.md, "Families"): `ipFamilies` as it
+    /// is, only its first entry for SingleStack. An empty `ipFamilies`
+    /// means what the API server of a dual-stack cluster would fill in:
+    /// IPv4 for SingleStack, IPv4 then IPv6 for the dual-stack policies.
+    ///
+    /// A RequireDualStack Service that lists one family gets one here; the
+    /// allocator leaves it Pending (`InvalidRequest`), as no API server
+    /// stores such a Service.
+    pub fn address_families(&self) -> &'static [Family] {
+        const V4: &[Family] = &[Family::IPv4];
+        const V6: &[Family] = &[Family::IPv6];
+        const V4_V6: &[Family] = &[Family::IPv4, Family::IPv6];
+        const V6_V4: &[Family] = &[Family::IPv6, Family::IPv4];
+        match (self.family_policy, self.families.as_slice()) {
+            (FamilyPolicy::SingleStack, [] | [Family::IPv4, ..]) => V4,
+            (FamilyPolicy::SingleStack, [Family::IPv6, ..]) => V6,
+            (_, [] | [Family::IPv4, Family::IPv6, ..]) => V4_V6,
+            (_, [Family::IPv6, Family::IPv4, ..]) => V6_V4,
+            (_, [Family::IPv4, ..]) => V4,
+            (_, [Family::IPv6, ..]) => V6,
         }
     }
 

@@ -73,7 +73,15 @@ fn service_strategy() -> impl Strategy<Value = Service> {
             FamilyPolicy::PreferDualStack,
             FamilyPolicy::RequireDualStack,
         ]),
-        prop::bool::weighted(0.3),
+        // `spec.ipFamilies`: empty (a manifest from git), or a list as the
+        // API server fills it, one family on a single-stack cluster.
+        prop::sample::select(vec![
+            vec![],
+            vec![Family::IPv4],
+            vec![Family::IPv6],
+            vec![Family::IPv4, Family::IPv6],
+            vec![Family::IPv6, Family::IPv4],
+        ]),
         prop::option::weighted(0.5, prop::sample::select(vec!["k1", "k2"])),
         prop::sample::subsequence(vec![80u16, 443, 53], 0..=2),
         prop::bool::weighted(0.2),
@@ -81,13 +89,11 @@ fn service_strategy() -> impl Strategy<Value = Service> {
         prop::option::weighted(0.15, prop::sample::select(vec!["p0", "p1", "p2"])),
     )
         .prop_map(
-            |((ns, n, created), policy, v6_first, key, ports, local, request, pool)| {
+            |((ns, n, created), policy, families, key, ports, local, request, pool)| {
                 let mut s = Service::new(ns, &format!("s{n}"));
                 s.created = created;
                 s.family_policy = policy;
-                if v6_first {
-                    s.families = vec![Family::IPv6];
-                }
+                s.families = families;
                 s.sharing_key = key.map(str::to_owned);
                 s.ports = ports
                     .into_iter()
@@ -162,6 +168,14 @@ fn check_no_double_allocation(snapshot: &Snapshot, plan: &Plan) -> Result<(), Te
             families.len(),
             o.ips.len(),
             "one address per family: {:?}",
+            o
+        );
+        prop_assert!(
+            o.ips
+                .iter()
+                .all(|ip| s.address_families().contains(&Family::of(*ip))),
+            "an address of a family {} does not have: {:?}",
+            s.id,
             o
         );
         prop_assert_eq!(o.ips.is_empty(), o.pending.is_some(), "{:?}", o);

@@ -118,6 +118,16 @@ fn gitops_example_json_is_golden_and_has_exactly_the_designed_keys() {
     }
 }
 
+/// Families as the cluster has them (docs/allocation.md, "Families"):
+/// Services read from a cluster get addresses of their listed families
+/// only; manifests from git are completed as a dual-stack cluster would.
+#[test]
+fn families_case_table_is_golden() {
+    let out = herald(&["plan", "tests/golden/families"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    golden("families.table.txt", &stdout(&out));
+}
+
 #[test]
 fn yaml_output_carries_the_same_plan_as_json() {
     let json = stdout(&herald(&["plan", "examples/gitops", "-o", "json"]));
@@ -229,6 +239,16 @@ fn values_the_api_server_would_reject_are_errors() {
         "family",
         "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ipFamilies: [IPv5]}\n",
         &["spec.ipFamilies[0]", "IPv5"],
+    );
+    rejects(
+        "headless",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, clusterIP: None}\n",
+        &["Service \"a/s\"", "spec.clusterIP", "headless"],
+    );
+    rejects(
+        "single-stack-two-families",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ipFamilyPolicy: SingleStack, ipFamilies: [IPv4, IPv6]}\n",
+        &["spec.ipFamilyPolicy", "SingleStack"],
     );
 }
 

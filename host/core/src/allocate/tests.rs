@@ -626,7 +626,7 @@ fn family_single_stack_uses_the_first_listed_family() {
 #[test]
 fn family_prefer_dual_stack_gets_both_from_one_pool_in_family_order() {
     let mut web = dual(svc("a/web"), FamilyPolicy::PreferDualStack);
-    web.families = vec![Family::IPv6];
+    web.families = vec![Family::IPv6, Family::IPv4];
     let p = plan(
         vec![
             pool("a-v4", &["192.0.2.0/24"]),
@@ -689,6 +689,191 @@ fn family_require_dual_stack_pool_exhausted_in_one_family() {
         "nothing held while Pending"
     );
     assert_eq!(p.pools[0].allocated, 1);
+}
+
+// §4.5 Families as the cluster has them (docs/allocation.md, "Families"):
+// `ipFamilies` lists the families the Service has cluster IPs of, and it
+// gets addresses of those only. Cases after MetalLB's, which takes the
+// families from `spec.clusterIPs`.
+
+fn families(policy: FamilyPolicy, families: &[Family]) -> Service {
+    let mut s = dual(svc("a/web"), policy);
+    s.families = families.to_vec();
+    s
+}
+
+fn dual_stack_pool() -> Vec<PoolDecl> {
+    vec![pool("dual", &["198.51.100.0/24", "2001:db8::/120"])]
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_ipv4_gets_one_ipv4_address() {
+    // A PreferDualStack Service on a single-stack IPv4 cluster.
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(FamilyPolicy::PreferDualStack, &[Family::IPv4])],
+    );
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
+    assert_eq!(p.pools[0].allocated, 1);
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_ipv6_gets_one_ipv6_address() {
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(FamilyPolicy::PreferDualStack, &[Family::IPv6])],
+    );
+    assert_eq!(ips(&p, "a/web"), ["2001:db8::"]);
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_both_gets_both_in_the_listed_order() {
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(
+            FamilyPolicy::PreferDualStack,
+            &[Family::IPv4, Family::IPv6],
+        )],
+    );
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0", "2001:db8::"]);
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(
+            FamilyPolicy::PreferDualStack,
+            &[Family::IPv6, Family::IPv4],
+        )],
+    );
+    assert_eq!(ips(&p, "a/web"), ["2001:db8::", "198.51.100.0"]);
+}
+
+#[test]
+fn family_prefer_dual_stack_without_a_list_gets_both_ipv4_first() {
+    // A manifest from git: the API server of a dual-stack cluster fills in
+    // [IPv4, IPv6].
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(FamilyPolicy::PreferDualStack, &[])],
+    );
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0", "2001:db8::"]);
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_one_family_never_falls_back_to_the_other() {
+    let p = plan(
+        vec![pool("v4", &["198.51.100.0/24"])],
+        vec![families(FamilyPolicy::PreferDualStack, &[Family::IPv6])],
+    );
+    assert_eq!(reason(&p, "a/web"), Some(PendingReason::NoMatchingPool));
+    let message = &outcome(&p, "a/web").pending.as_ref().unwrap().message;
+    assert!(message.ends_with("with IPv6 addresses"), "{message}");
+    // The one IPv6 address is taken: Pending, not an IPv4 address instead.
+    let mut late = dual(svc("a/late"), FamilyPolicy::PreferDualStack);
+    late.families = vec![Family::IPv6];
+    let p = plan(
+        vec![
+            pool("v6", &["2001:db8::/128"]),
+            pool("v4", &["198.51.100.0/24"]),
+        ],
+        vec![
+            aged(families(FamilyPolicy::SingleStack, &[Family::IPv6]), 1),
+            aged(late, 2),
+        ],
+    );
+    assert_eq!(reason(&p, "a/late"), Some(PendingReason::PoolExhausted));
+}
+
+#[test]
+fn family_require_dual_stack_listing_one_family_is_invalid() {
+    // No API server stores this: it fills in the second family, or refuses
+    // the Service on a single-stack cluster.
+    for listed in Family::ALL {
+        let p = plan(
+            dual_stack_pool(),
+            vec![families(FamilyPolicy::RequireDualStack, &[listed])],
+        );
+        assert_eq!(reason(&p, "a/web"), Some(PendingReason::InvalidRequest));
+        let message = &outcome(&p, "a/web").pending.as_ref().unwrap().message;
+        assert!(
+            message.contains(&format!("lists only {listed}")),
+            "{message}"
+        );
+        assert_eq!(p.pools[0].allocated, 0, "holds nothing");
+    }
+}
+
+#[test]
+fn family_require_dual_stack_listing_one_family_drops_a_held_pair() {
+    let mut web = families(FamilyPolicy::RequireDualStack, &[Family::IPv4]);
+    web.status_ips = vec![ip("198.51.100.9"), ip("2001:db8::9")];
+    let p = plan(dual_stack_pool(), vec![web]);
+    assert_eq!(reason(&p, "a/web"), Some(PendingReason::InvalidRequest));
+    assert_eq!(p.pools[0].allocated, 0);
+}
+
+#[test]
+fn family_single_stack_listing_ipv6_gets_ipv6() {
+    let p = plan(
+        dual_stack_pool(),
+        vec![families(FamilyPolicy::SingleStack, &[Family::IPv6])],
+    );
+    assert_eq!(ips(&p, "a/web"), ["2001:db8::"]);
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_one_family_drops_a_held_address_of_the_other() {
+    // Held from before the rule (or from MetalLB): the IPv6 address has no
+    // IPv6 cluster IP behind it, so it is released; the IPv4 one stays.
+    let mut web = families(FamilyPolicy::PreferDualStack, &[Family::IPv4]);
+    web.status_ips = vec![ip("198.51.100.9"), ip("2001:db8::9")];
+    let p = plan(dual_stack_pool(), vec![web]);
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.9"]);
+    assert_eq!(p.pools[0].allocated, 1);
+}
+
+#[test]
+fn family_prefer_dual_stack_listing_one_family_is_not_topped_up() {
+    let mut web = families(FamilyPolicy::PreferDualStack, &[Family::IPv6]);
+    web.status_ips = vec![ip("2001:db8::9")];
+    let p = plan(dual_stack_pool(), vec![web]);
+    assert_eq!(ips(&p, "a/web"), ["2001:db8::9"]);
+}
+
+#[test]
+fn family_request_must_be_of_the_listed_families() {
+    let requesting = |listed: &[Family], request: &str| {
+        with_ips(families(FamilyPolicy::PreferDualStack, listed), request)
+    };
+    let p = plan(
+        dual_stack_pool(),
+        vec![requesting(&[Family::IPv4], "198.51.100.1,2001:db8::1")],
+    );
+    assert_eq!(reason(&p, "a/web"), Some(PendingReason::InvalidRequest));
+    let message = &outcome(&p, "a/web").pending.as_ref().unwrap().message;
+    assert!(message.contains("2001:db8::1 is IPv6"), "{message}");
+    let p = plan(
+        dual_stack_pool(),
+        vec![requesting(&[Family::IPv4], "2001:db8::1")],
+    );
+    assert_eq!(reason(&p, "a/web"), Some(PendingReason::InvalidRequest));
+    let p = plan(
+        dual_stack_pool(),
+        vec![requesting(&[Family::IPv4], "198.51.100.1")],
+    );
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.1"]);
+}
+
+#[test]
+fn family_added_service_gets_only_its_listed_families() {
+    // The controller's path: one more Service after a full allocation.
+    let snapshot = Snapshot {
+        pools: dual_stack_pool(),
+        ..Default::default()
+    };
+    let config = Config::default();
+    let mut alloc = Allocator::new(&snapshot, &config, &BUILT_IN);
+    let web = families(FamilyPolicy::PreferDualStack, &[Family::IPv6]);
+    let outcome = alloc.add(&web, &config).unwrap();
+    assert_eq!(outcome.ips, [ip("2001:db8::")]);
 }
 
 // §4.6 Choice and sharing.
