@@ -15,9 +15,17 @@ use crate::error::{Error, Result};
 use crate::plugin::{Loaded, span};
 use crate::store::{Pre, State, linker};
 
-/// How often the epoch advances: the granularity of `timeoutMs`. A call
-/// overruns its deadline by at most one tick plus the time to unwind.
+/// How often the epoch ticker wakes: the granularity of `timeoutMs`. The
+/// epoch follows the clock (a late wake-up catches up), so a call overruns
+/// its deadline by about one tick plus the ticker's scheduling delay and
+/// the time to unwind.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The least time `validate-config` gets: it runs at load time, off the
+/// decision path, and a first call also builds the instance's memory image
+/// (milliseconds idle, tens on a loaded machine), which a 20 ms decision
+/// deadline would otherwise turn into a refused plugin.
+pub const VALIDATE_TIMEOUT_MS: u32 = 1000;
 
 /// The WASI interfaces a plugin may import besides its world's own: what
 /// Rust's standard library (wasm32-wasip2) links in for arguments,
@@ -190,10 +198,23 @@ impl Host {
         std::thread::Builder::new()
             .name("herald-wasm-epoch".to_owned())
             .spawn(move || {
+                // The epoch follows the clock, not the number of wake-ups:
+                // on a loaded machine a sleep of one tick often lasts
+                // several, and counting wake-ups stretched a 20 ms
+                // deadline to 40 ms and more. Each wake-up advances the
+                // epoch to the ticks elapsed since the start, so a deadline
+                // is late only by the one wake-up that notices it.
+                let start = Instant::now();
+                let mut epoch: u128 = 0;
+                let tick_ns = tick.as_nanos().max(1);
                 // Upgraded per tick, so the engine is freed once the host
                 // is gone and the thread ends by itself.
                 while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
+                    let due = start.elapsed().as_nanos() / tick_ns + 1;
+                    while epoch < due {
+                        engine.increment_epoch();
+                        epoch += 1;
+                    }
                     drop(engine);
                     std::thread::sleep(tick);
                 }
@@ -278,7 +299,10 @@ impl Host {
         })?;
         let loaded = Loaded::new(
             self.inner.engine.clone(),
-            self.ticks(spec.timeout_ms),
+            [
+                self.ticks(spec.timeout_ms),
+                self.ticks(spec.timeout_ms.max(VALIDATE_TIMEOUT_MS)),
+            ],
             name,
             spec,
             digest,

@@ -49,6 +49,9 @@ pub struct Loaded {
     engine: Engine,
     /// The epoch deadline of a call, in ticks of the host's ticker.
     deadline_ticks: u64,
+    /// The deadline of `validate-config` (at least
+    /// [`VALIDATE_TIMEOUT_MS`](crate::host::VALIDATE_TIMEOUT_MS)).
+    validate_ticks: u64,
     name: Arc<str>,
     world: World,
     digest: [u8; 32],
@@ -104,10 +107,11 @@ impl std::fmt::Debug for Loaded {
 
 impl Loaded {
     /// A plugin whose calls run on `engine` and time out after
-    /// `deadline_ticks` epoch ticks (the host's rendering of `timeoutMs`).
+    /// `[decisions, validate-config]` epoch ticks (the host's rendering of
+    /// `timeoutMs`, and of the longer load-time limit).
     pub(crate) fn new(
         engine: Engine,
-        deadline_ticks: u64,
+        [deadline_ticks, validate_ticks]: [u64; 2],
         name: &str,
         spec: &PolicyPluginSpec,
         digest: [u8; 32],
@@ -116,6 +120,7 @@ impl Loaded {
         Loaded {
             engine,
             deadline_ticks,
+            validate_ticks,
             name: name.into(),
             world: spec.world,
             digest,
@@ -202,19 +207,23 @@ impl Loaded {
     /// Calls the world's `validate-config` with `config`.
     pub fn validate(&self, config: &str) -> Result<(), String> {
         let config = config.to_owned();
-        self.call(Inputs::default(), move |pre, store| match pre {
-            Pre::Allocator(p) => p
-                .instantiate(&mut *store)?
-                .herald_policy_allocate()
-                .call_validate_config(store, &config),
-            Pre::Announcer(p, _) => p
-                .instantiate(&mut *store)?
-                .herald_policy_announce()
-                .call_validate_config(store, &config),
-            Pre::CniChain(p) => p
-                .instantiate(&mut *store)?
-                .herald_policy_chain()
-                .call_validate_config(store, &config),
+        let ticks = self.validate_ticks;
+        self.call(Inputs::default(), move |pre, store| {
+            store.set_epoch_deadline(ticks);
+            match pre {
+                Pre::Allocator(p) => p
+                    .instantiate(&mut *store)?
+                    .herald_policy_allocate()
+                    .call_validate_config(store, &config),
+                Pre::Announcer(p, _) => p
+                    .instantiate(&mut *store)?
+                    .herald_policy_announce()
+                    .call_validate_config(store, &config),
+                Pre::CniChain(p) => p
+                    .instantiate(&mut *store)?
+                    .herald_policy_chain()
+                    .call_validate_config(store, &config),
+            }
         })
         .map_err(|e| e.message)
     }
