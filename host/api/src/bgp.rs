@@ -13,6 +13,7 @@ use herald_core::bgp::{
     check_community_counts,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -68,18 +69,20 @@ pub struct BGPPeerSpec {
     /// IPv4 address).
     #[serde(default, rename = "routerID", skip_serializing_if = "Option::is_none")]
     pub router_id: Option<String>,
-    /// Hold time in seconds: 0 (no keepalives) or 3 to 65535 (RFC 4271
-    /// §4.2; default 90).
+    /// Hold time: 0 (no keepalives) or 3 to 65535 seconds (RFC 4271 §4.2;
+    /// default 90). Seconds (`90`) or a duration as MetalLB writes it
+    /// (`"90s"`, `"1m30s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hold_time: Option<u32>,
-    /// Seconds between keepalives, less than holdTime (default holdTime / 3;
-    /// must be 0 or unset when holdTime is 0).
+    pub hold_time: Option<IntOrString>,
+    /// Time between keepalives, less than holdTime (default holdTime / 3;
+    /// must be 0 or unset when holdTime is 0). Seconds or a duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keepalive_time: Option<u32>,
-    /// Seconds between connection attempts, 1 to 65535 (ConnectRetryTime,
-    /// default 120 as RFC 4271 §10 suggests).
+    pub keepalive_time: Option<IntOrString>,
+    /// Time between connection attempts, 1 to 65535 seconds
+    /// (ConnectRetryTime, default 120 as RFC 4271 §10 suggests). Seconds or
+    /// a duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_time: Option<u32>,
+    pub connect_time: Option<IntOrString>,
     /// eBGP only: the router is up to this many IP hops away, 1 to 255 (the
     /// TTL of the session's packets). Unset: directly connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,7 +338,18 @@ struct Timers {
 /// `holdTime`, `keepaliveTime` and `connectTime` with their defaults
 /// (RFC 4271 §4.2, §4.4, §10).
 fn timers(spec: &BGPPeerSpec) -> Result<Timers, Invalid> {
-    let hold = match spec.hold_time {
+    let seconds = |field: &str, v: &Option<IntOrString>| -> Result<Option<u64>, Invalid> {
+        v.as_ref()
+            .map(duration_seconds)
+            .transpose()
+            .map_err(|m| invalid(field, m))
+    };
+    let (hold_time, keepalive_time, connect_time) = (
+        seconds("spec.holdTime", &spec.hold_time)?,
+        seconds("spec.keepaliveTime", &spec.keepalive_time)?,
+        seconds("spec.connectTime", &spec.connect_time)?,
+    );
+    let hold = match hold_time {
         None => DEFAULT_HOLD_TIME,
         Some(0) => 0,
         Some(t) => match u16::try_from(t) {
@@ -350,7 +364,7 @@ fn timers(spec: &BGPPeerSpec) -> Result<Timers, Invalid> {
             }
         },
     };
-    let keepalive = match (spec.keepalive_time, hold) {
+    let keepalive = match (keepalive_time, hold) {
         (None, hold) => hold / KEEPALIVE_DIVISOR,
         (Some(0), 0) => 0,
         (Some(k), 0) => {
@@ -371,7 +385,7 @@ fn timers(spec: &BGPPeerSpec) -> Result<Timers, Invalid> {
             }
         },
     };
-    let connect = match spec.connect_time {
+    let connect = match connect_time {
         None => DEFAULT_CONNECT_TIME,
         Some(t) => match u16::try_from(t) {
             Ok(t) if t >= 1 => t,
@@ -388,6 +402,72 @@ fn timers(spec: &BGPPeerSpec) -> Result<Timers, Invalid> {
         keepalive,
         connect,
     })
+}
+
+/// A time field in whole seconds: a number of seconds (`90`), or a
+/// duration string as Kubernetes and MetalLB write one (Go's
+/// `time.ParseDuration`: `"90s"`, `"1m30s"`, `"1.5m"`, units `h`, `m`, `s`,
+/// `ms`, `us`/`µs`, `ns`); a string of digits alone counts as seconds.
+pub fn duration_seconds(value: &IntOrString) -> Result<u64, String> {
+    const FORMS: &str = "a number of seconds (90) or a duration (\"90s\", \"1m30s\")";
+    let text = match value {
+        IntOrString::Int(n) => {
+            return u64::try_from(*n).map_err(|_| format!("must be {FORMS}, not {n}"));
+        }
+        IntOrString::String(s) => s.trim(),
+    };
+    let wrong = || format!("must be {FORMS}, not {text:?}");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| wrong());
+    }
+    // Nanoseconds per unit, longest unit names first where one is a prefix
+    // of another (`ms` before `m`).
+    const UNITS: [(&str, u128); 7] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut rest = text;
+    let mut total: u128 = 0;
+    if rest.is_empty() {
+        return Err(wrong());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(wrong)?;
+        let (number, after) = rest.split_at(number_len);
+        let (unit, ns) = UNITS
+            .iter()
+            .filter(|(u, _)| after.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or_else(wrong)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(wrong());
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| wrong())?
+        };
+        let mut part = whole.checked_mul(*ns).ok_or_else(wrong)?;
+        let mut scale = *ns;
+        for digit in fraction.bytes() {
+            scale /= 10;
+            part += u128::from(digit - b'0') * scale;
+        }
+        total = total.checked_add(part).ok_or_else(wrong)?;
+        rest = &after[unit.len()..];
+    }
+    if total % 1_000_000_000 != 0 {
+        return Err(format!("must be a whole number of seconds, not {text:?}"));
+    }
+    u64::try_from(total / 1_000_000_000).map_err(|_| wrong())
 }
 
 /// `ebgpMultiHop`: a TTL of 1 to 255, on eBGP sessions only.
@@ -799,21 +879,21 @@ mod tests {
     #[test]
     fn keepalive_defaults_to_a_third_of_the_hold_time() {
         let p = peer(BGPPeerSpec {
-            hold_time: Some(9),
+            hold_time: Some(IntOrString::Int(9)),
             ..base()
         })
         .validate()
         .unwrap();
         assert_eq!((p.hold_time, p.keepalive_time), (9, 3));
         let p = peer(BGPPeerSpec {
-            hold_time: Some(0),
+            hold_time: Some(IntOrString::Int(0)),
             ..base()
         })
         .validate()
         .unwrap();
         assert_eq!((p.hold_time, p.keepalive_time), (0, 0));
         let p = peer(BGPPeerSpec {
-            hold_time: Some(3),
+            hold_time: Some(IntOrString::Int(3)),
             ..base()
         })
         .validate()
@@ -910,7 +990,7 @@ mod tests {
     fn timers() {
         for hold in [1, 2, 65536] {
             let (field, message) = peer_error(BGPPeerSpec {
-                hold_time: Some(hold),
+                hold_time: Some(IntOrString::Int(hold)),
                 ..base()
             });
             assert_eq!(field, "spec.holdTime");
@@ -918,7 +998,7 @@ mod tests {
         }
         assert_eq!(
             peer(BGPPeerSpec {
-                hold_time: Some(65535),
+                hold_time: Some(IntOrString::Int(65535)),
                 ..base()
             })
             .validate()
@@ -934,14 +1014,14 @@ mod tests {
             (Some(3), 3),
         ] {
             let (field, _) = peer_error(BGPPeerSpec {
-                hold_time: hold,
-                keepalive_time: Some(keepalive),
+                hold_time: hold.map(IntOrString::Int),
+                keepalive_time: Some(IntOrString::Int(keepalive)),
                 ..base()
             });
             assert_eq!(field, "spec.keepaliveTime", "{hold:?} {keepalive}");
         }
         let p = peer(BGPPeerSpec {
-            keepalive_time: Some(89),
+            keepalive_time: Some(IntOrString::Int(89)),
             ..base()
         })
         .validate()
@@ -949,11 +1029,57 @@ mod tests {
         assert_eq!(p.keepalive_time, 89);
         for connect in [0, 65536] {
             let (field, _) = peer_error(BGPPeerSpec {
-                connect_time: Some(connect),
+                connect_time: Some(IntOrString::Int(connect)),
                 ..base()
             });
             assert_eq!(field, "spec.connectTime");
         }
+    }
+
+    #[test]
+    fn times_are_seconds_or_durations_as_metallb_writes_them() {
+        let secs = |v: IntOrString| duration_seconds(&v);
+        let text = |t: &str| secs(IntOrString::String(t.to_owned()));
+        assert_eq!(secs(IntOrString::Int(90)), Ok(90));
+        for (t, want) in [
+            ("90s", 90),
+            ("1m30s", 90),
+            ("1.5m", 90),
+            ("90", 90),
+            ("0s", 0),
+            ("2h", 7200),
+            ("1m29s1000ms", 90),
+            ("90000ms", 90),
+        ] {
+            assert_eq!(text(t), Ok(want), "{t}");
+        }
+        for bad in ["", "s", "90x", "1.5s", "-3s", "1..2s", "abc", "9 0s"] {
+            let e = text(bad).unwrap_err();
+            assert!(
+                e.contains("\"90s\"") || e.contains("whole number of seconds"),
+                "{bad}: {e}"
+            );
+        }
+        let e = secs(IntOrString::Int(-5)).unwrap_err();
+        assert!(e.contains("a number of seconds (90) or a duration"), "{e}");
+        let p = peer(BGPPeerSpec {
+            hold_time: Some(IntOrString::String("1m30s".into())),
+            keepalive_time: Some(IntOrString::String("30s".into())),
+            connect_time: Some(IntOrString::String("2m".into())),
+            ..base()
+        })
+        .validate()
+        .unwrap();
+        assert_eq!(
+            (p.hold_time, p.keepalive_time, p.connect_time),
+            (90, 30, 120)
+        );
+        let (field, message) = peer_error(BGPPeerSpec {
+            hold_time: Some(IntOrString::String("ninety".into())),
+            ..base()
+        });
+        assert_eq!(field, "spec.holdTime");
+        assert!(message.contains("\"1m30s\""), "{message}");
     }
 
     #[test]

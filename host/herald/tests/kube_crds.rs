@@ -104,3 +104,35 @@ fn the_schema_refuses_a_pool_with_a_wrongly_typed_field() {
         .expect_err("a string autoAssign is refused");
     assert!(e.to_string().contains("autoAssign"), "{e}");
 }
+
+/// MetalLB's habit `holdTime: 90s` (and plain seconds) passes the API
+/// server's schema, and `herald plan` reads the stored object the same way.
+#[test]
+fn bgp_peer_times_are_accepted_as_seconds_or_durations() {
+    let cp = with_crds();
+    let peer = "apiVersion: herald.dev/v1alpha1\nkind: BGPPeer\nmetadata: {name: habit}\nspec:\n  peerAddress: 192.0.2.1\n  peerASN: 65001\n  myASN: 65010\n  holdTime: 90s\n  keepaliveTime: 30\n  connectTime: 1m30s\n";
+    cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(peer))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = text(
+        &cp.kubectl(&["get", "bgppeer", "habit", "-o", "yaml"])
+            .unwrap(),
+    );
+    assert!(stored.contains("holdTime: 90s"), "{stored}");
+    // The stored object, as exported from the cluster, plans without error.
+    let dir = std::env::temp_dir().join(format!("herald-kube-crds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("peer.yaml"), &stored).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["plan", "--output", "json", dir.to_str().unwrap()])
+        .output()
+        .expect("run herald plan");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    cp.kubectl(&["delete", "bgppeer", "habit"]).unwrap();
+}
