@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::addr::{Family, value};
 use crate::config::{Config, ConfigError, qualifies};
 use crate::plugin::FailurePolicy;
-use crate::policy::{BUILT_IN, Policies, PolicyError, PoolView};
+use crate::policy::{BUILT_IN, Failures, Policies, PolicyError, PoolView};
 use crate::pool::{FamilyPool, PoolDecl, PoolIndex, PoolUsage, validate_pools};
 use crate::selector::Labels;
 use crate::service::{FamilyPolicy, Held, Request, Service, ServiceRef, by_age};
@@ -287,6 +287,8 @@ pub struct Allocator<'a> {
     policies: &'a Policies<'a>,
     /// Problems met while allocating (plugin failures), reported in the plan.
     policy_errors: RefCell<Vec<ConfigError>>,
+    /// Plugin failures, reported once per plugin and outcome.
+    failures: RefCell<Failures>,
     usage: Vec<PoolUsage>,
     errors: Vec<ConfigError>,
 }
@@ -333,6 +335,7 @@ impl<'a> Allocator<'a> {
             decided_by: vec![None; services.len()],
             policies,
             policy_errors: RefCell::new(Vec::new()),
+            failures: RefCell::new(Failures::default()),
             services,
             namespaces: &snapshot.namespaces,
             implicit_namespaces: HashMap::new(),
@@ -409,6 +412,7 @@ impl<'a> Allocator<'a> {
         }
         let mut errors = self.errors;
         errors.extend(self.policy_errors.into_inner());
+        errors.extend(self.failures.into_inner().into_errors());
         errors.sort();
         errors.dedup();
         Plan {
@@ -575,7 +579,14 @@ impl<'a> Allocator<'a> {
                         "the pool did not serve the Service (failurePolicy Fail)"
                     }
                 };
-                self.report("PolicyPlugin", name, format!("{}; {then}", e.message));
+                // Reported under the name the pool uses.
+                let e = PolicyError {
+                    plugin: name.to_owned(),
+                    ..e
+                };
+                self.failures
+                    .borrow_mut()
+                    .record(e, &self.services[i].id, then);
                 match plugin.failure_policy {
                     FailurePolicy::Fallback => built_in(),
                     FailurePolicy::Fail => None,

@@ -16,7 +16,7 @@ use crate::l2::{InterfaceName, L2Advertisement};
 use crate::node::{Endpoints, Node};
 use crate::plugin::FailurePolicy;
 use crate::policy::{
-    AnnounceQuery, AnnouncerPolicy, Candidate, Mode, NodeChoice, Policies, PolicyError,
+    AnnounceQuery, AnnouncerPolicy, Candidate, Failures, Mode, NodeChoice, Policies, PolicyError,
 };
 use crate::pool::{PoolDecl, PoolIndex};
 use crate::selector::LabelSelector;
@@ -162,6 +162,14 @@ struct Vip<'a> {
     services: Vec<&'a Service>,
 }
 
+/// What planning met: objects it could not use as asked, and plugin
+/// failures (reported once per plugin).
+#[derive(Default)]
+struct Problems {
+    errors: Vec<ConfigError>,
+    failures: Failures,
+}
+
 /// Routes being planned, by (node, peer, prefix, prefix length): one route
 /// per key, however many VIPs aggregation folds into it.
 type Routes = BTreeMap<(String, String, IpAddr, u8), BgpRoute>;
@@ -174,18 +182,21 @@ pub fn announce(
 ) -> Announcements {
     let mut out = Announcements::default();
     let mut routes = Routes::new();
+    let mut problems = Problems::default();
     for vip in vips(input, config).values() {
         for adv in input.bgp.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
-            bgp_routes(input, vip, adv, policies, &mut routes, &mut out.errors);
+            bgp_routes(input, vip, adv, policies, &mut routes, &mut problems);
         }
         for adv in input.l2.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
-            if let Some(owner) = l2_owner(input, vip, adv, policies, &mut out.errors) {
+            if let Some(owner) = l2_owner(input, vip, adv, policies, &mut problems) {
                 out.l2.push(owner);
             }
         }
     }
     out.bgp = routes.into_values().collect();
     out.l2.sort();
+    out.errors = problems.errors;
+    out.errors.extend(problems.failures.into_errors());
     out.errors.sort();
     out.errors.dedup();
     out
@@ -226,7 +237,7 @@ fn bgp_routes(
     adv: &BgpAdvertisement,
     policies: &Policies<'_>,
     routes: &mut Routes,
-    errors: &mut Vec<ConfigError>,
+    problems: &mut Problems,
 ) {
     let query = AnnounceQuery {
         vip: vip.address,
@@ -240,7 +251,7 @@ fn bgp_routes(
         "BGPAdvertisement",
         &adv.name,
         policies,
-        errors,
+        problems,
     ) else {
         return;
     };
@@ -262,7 +273,7 @@ fn bgp_routes(
         // plugin's additions may not: that node does not announce the VIP
         // by this advertisement, and the plan says why.
         if let Err(e) = attributes.check_community_counts() {
-            errors.push(ConfigError {
+            problems.errors.push(ConfigError {
                 kind: "BGPAdvertisement".to_owned(),
                 name: adv.name.clone(),
                 message: format!(
@@ -356,7 +367,7 @@ fn l2_owner(
     vip: &Vip<'_>,
     adv: &L2Advertisement,
     policies: &Policies<'_>,
-    errors: &mut Vec<ConfigError>,
+    problems: &mut Problems,
 ) -> Option<L2Owner> {
     let query = AnnounceQuery {
         vip: vip.address,
@@ -370,7 +381,7 @@ fn l2_owner(
         "L2Advertisement",
         &adv.name,
         policies,
-        errors,
+        problems,
     )?
     .into_iter()
     .next()?;
@@ -432,7 +443,7 @@ fn decide(
     kind: &str,
     name: &str,
     policies: &Policies<'_>,
-    errors: &mut Vec<ConfigError>,
+    problems: &mut Problems,
 ) -> Option<Vec<NodeChoice>> {
     if query.eligible.is_empty() {
         return None;
@@ -442,7 +453,7 @@ fn decide(
         return built_in();
     };
     let Some(loaded) = policies.announcers.get(plugin_name) else {
-        errors.push(ConfigError {
+        problems.errors.push(ConfigError {
             kind: kind.to_owned(),
             name: name.to_owned(),
             message: format!(
@@ -465,11 +476,14 @@ fn decide(
                 FailurePolicy::Fallback => "the built-in policy decided",
                 FailurePolicy::Fail => "nothing was announced (failurePolicy Fail)",
             };
-            errors.push(ConfigError {
-                kind: "PolicyPlugin".to_owned(),
-                name: plugin_name.to_owned(),
-                message: format!("{} (VIP {}); {then}", e.message, query.vip),
-            });
+            // Reported under the name the advertisement uses.
+            let e = PolicyError {
+                plugin: plugin_name.to_owned(),
+                ..e
+            };
+            problems
+                .failures
+                .record(e, &format_args!("VIP {}", query.vip), then);
             match loaded.failure_policy {
                 FailurePolicy::Fallback => built_in(),
                 FailurePolicy::Fail => None,

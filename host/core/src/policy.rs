@@ -10,7 +10,7 @@
 //!
 //! This is the vocabulary allocation and announcement planning share with
 //! the plugin host: the hooks and what they exchange. It depends only on
-//! the leaf modules (`addr`, `bgp`, `node`, `plugin`, `service`), never on
+//! the leaf modules (`addr`, `bgp`, `config`, `node`, `plugin`, `service`), never on
 //! [`allocate`](mod@crate::allocate) or [`announce`](mod@crate::announce),
 //! which both use it.
 
@@ -19,6 +19,7 @@ use std::net::IpAddr;
 
 use crate::addr::Family;
 use crate::bgp::{Community, LargeCommunity};
+use crate::config::ConfigError;
 use crate::node::Node;
 use crate::plugin::FailurePolicy;
 use crate::service::Service;
@@ -174,3 +175,77 @@ pub static BUILT_IN: Policies<'static> = Policies {
     allocators: BTreeMap::new(),
     announcers: BTreeMap::new(),
 };
+
+/// The plugin failures met while planning, reported once per plugin and
+/// outcome: the first in full, with what it was deciding, and how many
+/// more there were. One broken plugin over a thousand Services is one line
+/// of the plan (and of the speaker's log), not a thousand differing only
+/// in their timings.
+#[derive(Clone, Debug, Default)]
+pub struct Failures {
+    by_plugin: BTreeMap<(String, &'static str), (usize, String)>,
+}
+
+impl Failures {
+    /// Records that `e` happened while deciding `subject` (a Service, a
+    /// VIP), and what was done instead (`outcome`).
+    pub fn record(
+        &mut self,
+        e: PolicyError,
+        subject: &dyn std::fmt::Display,
+        outcome: &'static str,
+    ) {
+        self.by_plugin
+            .entry((e.plugin, outcome))
+            .or_insert_with(|| (0, format!("for {subject}: {}", e.message)))
+            .0 += 1;
+    }
+
+    /// One error of kind `PolicyPlugin` per plugin and outcome.
+    pub fn into_errors(self) -> impl Iterator<Item = ConfigError> {
+        self.by_plugin
+            .into_iter()
+            .map(|((plugin, outcome), (count, first))| ConfigError {
+                kind: "PolicyPlugin".to_owned(),
+                name: plugin,
+                message: if count == 1 {
+                    format!("failed {first}; {outcome}")
+                } else {
+                    format!("failed {count} times, first {first}; each time {outcome}")
+                },
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_one_line_per_plugin_and_outcome_with_the_first_in_full() {
+        let mut f = Failures::default();
+        let e = |plugin: &str, us: u32| PolicyError {
+            plugin: plugin.to_owned(),
+            message: format!("trapped after {us} µs"),
+        };
+        for i in 0..1000 {
+            f.record(
+                e("slow", i),
+                &format!("a/svc-{i}"),
+                "the built-in policy decided",
+            );
+        }
+        f.record(e("other", 7), &"a/web", "the built-in policy decided");
+        let errors: Vec<ConfigError> = f.into_errors().collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].name, "other");
+        assert_eq!(
+            errors[0].message,
+            "failed for a/web: trapped after 7 µs; the built-in policy decided"
+        );
+        assert_eq!(
+            errors[1].message,
+            "failed 1000 times, first for a/svc-0: trapped after 0 µs; each time the built-in policy decided"
+        );
+    }
+}

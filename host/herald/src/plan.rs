@@ -202,7 +202,8 @@ fn columns(rows: &[Vec<String>]) -> String {
 }
 
 /// The table: Services (IPs, pool, the plugin that chose the address when
-/// one did, status or reason), then pool usage, then ignored objects. The
+/// one did, status or reason), then pool usage, then problems: objects
+/// ignored and plugin failures (once per plugin). The
 /// PLUGIN column appears only when some plugin chose an address.
 fn table(plan: &Plan) -> String {
     let with_plugin = plan.services.iter().any(|o| o.plugin.is_some());
@@ -251,7 +252,7 @@ fn table(plan: &Plan) -> String {
     out.push('\n');
     out.push_str(&columns(&pools));
     if !plan.errors.is_empty() {
-        out.push_str("\nIGNORED\n");
+        out.push_str("\nPROBLEMS\n");
         for e in &plan.errors {
             let _ = writeln!(out, "{} {:?}: {}", e.kind, e.name, e.message);
         }
