@@ -20,8 +20,8 @@
 //! - A record someone else created first (409) means the address is taken:
 //!   the stores soon show it and the next plan goes around it.
 //! - Failed writes are retried with a growing delay, up to
-//!   [`MAX_RETRY`]; plugins that failed to load are retried every
-//!   [`PLUGIN_RETRY`].
+//!   30 s; plugins that failed to load are retried every 10 s (as in the
+//!   speaker).
 //!
 //! Planning runs in `block_in_place`: loading a plugin compiles it and
 //! plugin calls block (herald-policy's crate docs). One replica only: there
@@ -71,6 +71,15 @@ const PLUGIN_RETRY: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// The loadBalancerClass Herald serves.
     pub load_balancer_class: String,
+}
+
+/// A client from the kubeconfig (`KUBECONFIG`, else `~/.kube/config`) or,
+/// in a pod, the in-cluster configuration (kube's `Config::infer`).
+pub async fn connect() -> Result<Client> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
 }
 
 /// Checks access, then plans and writes on every change, until the task is

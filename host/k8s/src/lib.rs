@@ -15,7 +15,7 @@
 //!   to write out (unit-tested without a cluster);
 //! - [`reflect`]: watchers and reflector stores, a change signal, and
 //!   waiting until the stores show the controller's own writes;
-//! - [`write`]: the driver: records before statuses, a create conflict
+//! - [`write`](mod@write): the driver: records before statuses, a create conflict
 //!   reported for a new plan, released records deleted last;
 //! - [`controller`]: the loop: wait for a change, debounce, plan, write the
 //!   difference;
@@ -32,5 +32,5 @@ pub mod inputs;
 pub mod reflect;
 pub mod write;
 
-pub use controller::{Settings, run};
+pub use controller::{Settings, connect, run};
 pub use error::{Error, Result};

@@ -1,0 +1,472 @@
+//! `herald controller` on a real kube-apiserver (tests/control-plane): a
+//! Service created with kubectl gets its address in status, the condition
+//! `herald.dev/Allocated` and its `IPAllocation`; deleting it releases
+//! both; a full pool gives the Pending condition (`PoolExhausted`); a
+//! restart moves no address and rewrites nothing; a kubeconfig that does
+//! not work and a missing RBAC permission are one line each.
+//!
+//! The controller is the built `herald` binary, run as a child process
+//! that is killed when the test ends (its log is shown on failure). Tests
+//! that run a controller take [`SERIAL`]: a controller serves the whole
+//! cluster. Each test has its own namespace and pools, and its pools admit
+//! only its namespace (`allocation.namespaces`), so a leftover of another
+//! test can never serve it. Addresses are in 198.51.100.0/24; the cluster's
+//! ClusterIPs are 203.0.113.0/24.
+//!
+//! Needs go, openssl and setpriv (scripts/test.sh; the control plane is
+//! built once per machine by scripts/control-plane-build.sh).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use herald_control_plane::{ControlPlane, shared};
+use herald_netns::{TempDir, wait_for};
+use serde_json::Value;
+
+/// How long a Service may take to show what the controller decided.
+const SETTLE: Duration = Duration::from_secs(30);
+/// How often kubectl looks while waiting.
+const POLL: Duration = Duration::from_millis(200);
+
+/// One controller at a time: each serves every namespace.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next test starts clean anyway.
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Installs the CRDs of `herald crds` (once per binary) and waits until the
+/// API server serves them.
+fn with_crds() -> &'static ControlPlane {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let cp = shared();
+    ONCE.call_once(|| {
+        let crds = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("crds")
+            .output()
+            .expect("run herald crds");
+        assert!(crds.status.success());
+        let crds = String::from_utf8(crds.stdout).unwrap();
+        cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    });
+    cp
+}
+
+/// A running `herald controller`, killed on drop.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Controller {
+    fn start(kubeconfig: &std::path::Path) -> Controller {
+        let dir = TempDir::new("hctl").unwrap();
+        let log = dir.path().join("controller.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("controller")
+            .env("KUBECONFIG", kubeconfig)
+            .env("HERALD_LOG", "info,herald_k8s=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start herald controller");
+        Controller {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `what` to hold, failing with the controller's log.
+    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, SETTLE, POLL, check)
+            .unwrap_or_else(|e| panic!("{e}\n--- controller log ---\n{}", self.log()))
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- controller log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A test's namespace and pools, deleted when the test ends.
+struct Scope {
+    cp: &'static ControlPlane,
+    namespace: String,
+    pools: Vec<String>,
+}
+
+impl Scope {
+    fn new(cp: &'static ControlPlane, namespace: &str) -> Scope {
+        cp.kubectl(&["create", "namespace", namespace])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Scope {
+            cp,
+            namespace: namespace.to_owned(),
+            pools: Vec::new(),
+        }
+    }
+
+    /// An IPPool that serves this namespace only.
+    fn pool(&mut self, name: &str, addresses: &str) {
+        let yaml = format!(
+            "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: {name}}}\nspec:\n  addresses: [\"{addresses}\"]\n  allocation: {{namespaces: [{ns}]}}\n",
+            ns = self.namespace
+        );
+        self.apply(&yaml);
+        self.pools.push(name.to_owned());
+    }
+
+    /// A Service of type LoadBalancer in this namespace.
+    fn service(&self, name: &str) {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n",
+            ns = self.namespace
+        );
+        self.apply(&yaml);
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.cp
+            .kubectl_with_input(&["apply", "-f", "-"], Some(yaml))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn delete_service(&self, name: &str) {
+        self.cp
+            .kubectl(&["delete", "service", "-n", &self.namespace, name])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The Service as JSON (`None`: not there).
+    fn get_service(&self, name: &str) -> Option<Value> {
+        let out = self
+            .cp
+            .kubectl(&["get", "service", "-n", &self.namespace, name, "-o", "json"])
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The IPAllocation named after `address` (`None`: not there).
+    fn record(&self, address: &str) -> Option<Value> {
+        let name = address.replace(['.', ':'], "-");
+        let out = self
+            .cp
+            .kubectl(&[
+                "get",
+                "ipallocation",
+                &name,
+                "-o",
+                "json",
+                "--ignore-not-found",
+            ])
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let _ = self
+            .cp
+            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        for pool in &self.pools {
+            let _ = self.cp.kubectl(&["delete", "ippool", pool, "--wait=false"]);
+        }
+    }
+}
+
+/// The addresses of a Service's `status.loadBalancer.ingress`.
+fn ingress(svc: &Value) -> Vec<String> {
+    svc["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Herald's condition on a Service.
+fn condition(svc: &Value) -> Option<Value> {
+    svc["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "herald.dev/Allocated")
+        .cloned()
+}
+
+#[test]
+fn a_service_gets_address_condition_and_record_and_deleting_it_releases_them() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-basic");
+    scope.pool("ctl-basic", "198.51.100.10-198.51.100.13");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("web");
+
+    let svc = controller.wait("web's address in status", || {
+        let svc = scope.get_service("web")?;
+        (!ingress(&svc).is_empty() && condition(&svc).is_some()).then_some(svc)
+    });
+    assert_eq!(ingress(&svc), ["198.51.100.10"]);
+    assert_eq!(svc["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP");
+    let c = condition(&svc).unwrap();
+    assert_eq!(c["status"], "True", "{c}");
+    assert_eq!(c["reason"], "Allocated", "{c}");
+
+    let record = scope
+        .record("198.51.100.10")
+        .expect("the IPAllocation exists once the status shows the address");
+    assert_eq!(record["spec"]["address"], "198.51.100.10");
+    assert_eq!(record["spec"]["pool"], "ctl-basic");
+    assert_eq!(
+        record["spec"]["services"],
+        serde_json::json!([{"namespace": "ctl-basic", "name": "web"}])
+    );
+    let owner = &record["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Service");
+    assert_eq!(owner["name"], "web");
+    assert_eq!(owner["uid"], svc["metadata"]["uid"]);
+
+    scope.delete_service("web");
+    controller.wait("the IPAllocation of a deleted Service to go", || {
+        scope.record("198.51.100.10").is_none().then_some(())
+    });
+}
+
+#[test]
+fn an_exhausted_pool_gives_the_pending_condition_until_an_address_is_released() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-full");
+    scope.pool("ctl-full", "198.51.100.20/32");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("first");
+    controller.wait("first's address", || {
+        let svc = scope.get_service("first")?;
+        (ingress(&svc) == ["198.51.100.20"]).then_some(())
+    });
+    scope.service("second");
+    let c = controller.wait("second's Pending condition", || {
+        let svc = scope.get_service("second")?;
+        condition(&svc)
+    });
+    assert_eq!(c["status"], "False", "{c}");
+    assert_eq!(c["reason"], "PoolExhausted", "{c}");
+    assert!(
+        ingress(&scope.get_service("second").unwrap()).is_empty(),
+        "a Pending Service shows no address"
+    );
+
+    // The address comes free: the Pending Service gets it.
+    scope.delete_service("first");
+    controller.wait("second to get the released address", || {
+        let svc = scope.get_service("second")?;
+        let c = condition(&svc)?;
+        (ingress(&svc) == ["198.51.100.20"] && c["status"] == "True").then_some(())
+    });
+    let record = scope.record("198.51.100.20").unwrap();
+    assert_eq!(record["spec"]["services"][0]["name"], "second");
+}
+
+#[test]
+fn restarting_the_controller_moves_no_address_and_rewrites_nothing() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-restart");
+    scope.pool("ctl-restart", "198.51.100.32/29");
+    let names = ["a", "b", "c"];
+    let controller = Controller::start(&cp.kubeconfig());
+    for name in names {
+        scope.service(name);
+    }
+    let before: Vec<(String, Value)> = controller.wait("every Service's address", || {
+        names
+            .iter()
+            .map(|n| {
+                let svc = scope.get_service(n)?;
+                (!ingress(&svc).is_empty()).then(|| (ingress(&svc)[0].clone(), svc))
+            })
+            .collect()
+    });
+    let version = |v: &Value| {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let records: Vec<String> = before
+        .iter()
+        .map(|(ip, _)| version(&scope.record(ip).unwrap()))
+        .collect();
+    drop(controller);
+
+    // While it is down, a Service goes away and one comes: neither may move
+    // or rewrite the others.
+    scope.delete_service("a");
+    scope.service("d");
+    let controller = Controller::start(&cp.kubeconfig());
+    let d = controller.wait("d's address", || {
+        let svc = scope.get_service("d")?;
+        (!ingress(&svc).is_empty()).then(|| ingress(&svc))
+    });
+    // a's address was released, and is the lowest free one: d's.
+    assert_eq!(d, [before[0].0.clone()]);
+    let record = controller.wait("a's record to name d", || {
+        let record = scope.record(&before[0].0)?;
+        (record["spec"]["services"]
+            == serde_json::json!([{"namespace": "ctl-restart", "name": "d"}]))
+        .then_some(record)
+    });
+    assert_eq!(
+        record["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    for (i, (ip, svc)) in before.iter().enumerate().skip(1) {
+        let name = names[i];
+        let now = scope.get_service(name).unwrap();
+        assert_eq!(&ingress(&now), &[ip.clone()], "{name} moved");
+        assert_eq!(
+            version(&now),
+            version(svc),
+            "{name} was written again after the restart"
+        );
+        assert_eq!(
+            version(&scope.record(ip).unwrap()),
+            records[i],
+            "{name}'s record was written again after the restart"
+        );
+    }
+}
+
+/// Runs `herald controller` with `kubeconfig` and returns its exit status
+/// and standard error, failing when it does not exit in time.
+fn run_to_exit(kubeconfig: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("controller")
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start herald controller");
+    let status = wait_for("herald controller to exit", SETTLE, POLL, || {
+        child.try_wait().ok().flatten()
+    });
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{e}");
+        }
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+#[test]
+fn a_kubeconfig_that_does_not_work_is_one_line() {
+    let cp = shared();
+    let dir = TempDir::new("hctl").unwrap();
+    // The test cluster's kubeconfig, pointed at a port nothing listens on.
+    let text = std::fs::read_to_string(cp.kubeconfig()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = text.replace(cp.server(), &format!("https://127.0.0.1:{port}"));
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    let (status, err) = run_to_exit(&path);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the API server"), "{err}");
+}
+
+#[test]
+fn a_missing_rbac_permission_names_the_verb_and_resource() {
+    let cp = with_crds();
+    let scope = Scope::new(cp, "ctl-rbac");
+    // A ServiceAccount that may list and watch Services and Namespaces
+    // only.
+    cp.kubectl(&["create", "serviceaccount", "-n", "ctl-rbac", "herald"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    cp.kubectl(&[
+        "create",
+        "clusterrole",
+        "ctl-rbac-herald",
+        "--verb=list,watch",
+        "--resource=services,namespaces",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    cp.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "ctl-rbac-herald",
+        "--clusterrole=ctl-rbac-herald",
+        "--serviceaccount=ctl-rbac:herald",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let token = cp
+        .kubectl(&["create", "token", "-n", "ctl-rbac", "herald"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = String::from_utf8(token.stdout).unwrap();
+    let admin = std::fs::read_to_string(cp.kubeconfig()).unwrap();
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
+        .unwrap()
+        .to_owned();
+    let dir = TempDir::new("hctl").unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: u\n  user: {{token: \"{}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            cp.server(),
+            token.trim()
+        ),
+    )
+    .unwrap();
+    let (status, err) = run_to_exit(&path);
+    let _ = cp.kubectl(&[
+        "delete",
+        "clusterrolebinding,clusterrole",
+        "ctl-rbac-herald",
+    ]);
+    drop(scope);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("forbidden: cannot list ippools.herald.dev"),
+        "{err}"
+    );
+}
