@@ -62,7 +62,10 @@ async fn write_all(
     for record in &changes.create {
         let name = record.name_any();
         match records.create(&post, record).await {
-            Ok(done) => written.records.push((name, done.resource_version())),
+            Ok(done) => {
+                tracing::debug!(record = name, "created");
+                written.records.push((name, done.resource_version()));
+            }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
                 return Err(WriteError::Taken { name });
             }
@@ -72,7 +75,10 @@ async fn write_all(
     for record in &changes.replace {
         let name = record.name_any();
         match records.replace(&name, &post, record).await {
-            Ok(done) => written.records.push((name, done.resource_version())),
+            Ok(done) => {
+                tracing::debug!(record = name, "replaced");
+                written.records.push((name, done.resource_version()));
+            }
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
                 return Err(WriteError::Taken { name });
             }
@@ -87,9 +93,12 @@ async fn write_all(
         let api: Api<Service> = Api::namespaced(client.clone(), &change.service.namespace);
         let body = Patch::Strategic(change.patch());
         match api.patch_status(&change.service.name, &patch, &body).await {
-            Ok(done) => written
-                .services
-                .push((change.service.clone(), done.resource_version())),
+            Ok(done) => {
+                tracing::debug!(service = %change.service, "status written");
+                written
+                    .services
+                    .push((change.service.clone(), done.resource_version()));
+            }
             // Deleted meanwhile: nothing left to show.
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => return Err(classify("patch", "services/status", e).into()),
@@ -104,7 +113,10 @@ async fn write_all(
             ..DeleteParams::default()
         };
         match records.delete(name, &params).await {
-            Ok(_) => written.records.push((name.clone(), None)),
+            Ok(_) => {
+                tracing::debug!(record = name, "deleted");
+                written.records.push((name.clone(), None));
+            }
             Err(kube::Error::Api(s)) if s.is_not_found() => {
                 written.records.push((name.clone(), None));
             }
