@@ -479,3 +479,78 @@ fn a_missing_rbac_permission_names_the_verb_and_resource() {
         "{err}"
     );
 }
+
+#[test]
+fn herald_plan_over_the_cluster_s_objects_agrees_with_the_controller() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-agree");
+    scope.pool("ctl-agree", "198.51.100.48/30");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("plain");
+    scope.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: asks\n  namespace: ctl-agree\n  annotations: {herald.dev/ips: 198.51.100.50}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
+    );
+    for (name, port) in [("shared-a", 80), ("shared-b", 443)] {
+        scope.apply(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: ctl-agree\n  annotations: {{herald.dev/sharing-key: k}}\nspec: {{type: LoadBalancer, ports: [{{port: {port}}}]}}\n"
+        ));
+    }
+    let names = ["asks", "plain", "shared-a", "shared-b"];
+    let cluster: Vec<Vec<String>> = controller.wait("every Service's condition", || {
+        names
+            .iter()
+            .map(|n| {
+                let svc = scope.get_service(n)?;
+                condition(&svc).map(|_| ingress(&svc))
+            })
+            .collect()
+    });
+    assert_eq!(cluster[0], ["198.51.100.50"], "the requested address");
+    assert_eq!(cluster[2], cluster[3], "the sharing Services share");
+
+    // The same objects, exported, planned offline.
+    let export = cp
+        .kubectl(&[
+            "get",
+            "namespace/ctl-agree",
+            "ippool/ctl-agree",
+            "-o",
+            "yaml",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let services = cp
+        .kubectl(&["get", "services", "-n", "ctl-agree", "-o", "yaml"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let records = cp
+        .kubectl(&["get", "ipallocations", "-o", "yaml"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new("hctl").unwrap();
+    for (file, out) in [
+        ("a.yaml", &export),
+        ("b.yaml", &services),
+        ("c.yaml", &records),
+    ] {
+        std::fs::write(dir.path().join(file), &out.stdout).unwrap();
+    }
+    let plan = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["plan", "-o", "json"])
+        .arg(dir.path())
+        .output()
+        .expect("run herald plan");
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for (name, ips) in names.iter().zip(&cluster) {
+        let row = plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["namespace"] == "ctl-agree" && s["name"] == *name)
+            .unwrap_or_else(|| panic!("{name} is not in the plan: {plan}"));
+        assert_eq!(&row["ips"], &serde_json::json!(ips), "{name}: {plan}");
+    }
+}
