@@ -2,8 +2,10 @@
 //! Service created with kubectl gets its address in status, the condition
 //! `herald.dev/Allocated` and its `IPAllocation`; deleting it releases
 //! both; a full pool gives the Pending condition (`PoolExhausted`); a
-//! restart moves no address and rewrites nothing; a kubeconfig that does
-//! not work and a missing RBAC permission are one line each.
+//! restart moves no address and rewrites nothing; `herald plan` over the
+//! cluster's objects agrees; a kubeconfig that does not work, missing CRDs
+//! (on a control plane of its own) and a missing RBAC permission are one
+//! line each.
 //!
 //! The controller is the built `herald` binary, run as a child process
 //! that is killed when the test ends (its log is shown on failure). Tests
@@ -553,4 +555,18 @@ fn herald_plan_over_the_cluster_s_objects_agrees_with_the_controller() {
             .unwrap_or_else(|| panic!("{name} is not in the plan: {plan}"));
         assert_eq!(&row["ips"], &serde_json::json!(ips), "{name}: {plan}");
     }
+}
+
+#[test]
+fn missing_crds_are_one_line_naming_the_fix() {
+    // A control plane of its own: the shared one has the CRDs.
+    let bare = ControlPlane::start().unwrap_or_else(|e| panic!("{e}"));
+    let (status, err) = run_to_exit(&bare.kubeconfig());
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("the herald.dev CRDs are not installed")
+            && err.contains("kubectl apply --server-side -f examples/deploy/crds.yaml"),
+        "{err}"
+    );
 }
