@@ -570,3 +570,55 @@ fn missing_crds_are_one_line_naming_the_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_service_that_stops_being_a_load_balancer_is_cleared_and_released() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-type");
+    scope.pool("ctl-type", "198.51.100.56/30");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("web");
+    controller.wait("web's address", || {
+        let svc = scope.get_service("web")?;
+        (ingress(&svc) == ["198.51.100.56"]).then_some(())
+    });
+    // Another condition, someone else's, must survive Herald's clearing.
+    cp.kubectl(&[
+        "patch",
+        "service",
+        "-n",
+        "ctl-type",
+        "web",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"example.com/Other","status":"True","reason":"Test","message":"kept","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    cp.kubectl(&[
+        "patch",
+        "service",
+        "-n",
+        "ctl-type",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let svc = controller.wait("web's address and condition to go", || {
+        let svc = scope.get_service("web")?;
+        (ingress(&svc).is_empty() && condition(&svc).is_none()).then_some(svc)
+    });
+    let others: Vec<&str> = svc["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(others, ["example.com/Other"], "{svc}");
+    controller.wait("web's record to go", || {
+        scope.record("198.51.100.56").is_none().then_some(())
+    });
+}

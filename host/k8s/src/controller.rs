@@ -62,6 +62,9 @@ const SHOW_BOUND: Duration = Duration::from_secs(2);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// The longest delay between attempts of failing writes.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// The longest wait for the stores to show a record someone else wrote
+/// before planning again.
+const TAKEN_RETRY: Duration = Duration::from_secs(1);
 /// How often plugins that failed to load are tried again while nothing
 /// changes (as in the speaker).
 const PLUGIN_RETRY: Duration = Duration::from_secs(10);
@@ -119,9 +122,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
             written = done;
             match result {
                 Ok(()) => retry = FIRST_RETRY,
+                // The stores show the record that was in the way within
+                // moments (its watch event): plan again then, not at once.
                 Err(WriteError::Taken { name }) => {
                     tracing::info!(record = name, "taken meanwhile; planning again");
-                    continue;
+                    wake = Some(TAKEN_RETRY);
                 }
                 Err(WriteError::Failed(e)) => {
                     tracing::warn!(retry_in = ?retry, "{e}");
