@@ -3,7 +3,8 @@
 //! `herald.dev/Allocated` and its `IPAllocation`; deleting it releases
 //! both; a full pool gives the Pending condition (`PoolExhausted`); a
 //! restart moves no address and rewrites nothing; `herald plan` over the
-//! cluster's objects agrees; a kubeconfig that does not work, missing CRDs
+//! cluster's objects agrees, with an allocator plugin too (the example
+//! components: `HERALD_PLUGIN_DIR`, else `target/plugins`); a kubeconfig that does not work, missing CRDs
 //! (on a control plane of its own) and a missing RBAC permission are one
 //! line each.
 //!
@@ -621,4 +622,79 @@ fn a_service_that_stops_being_a_load_balancer_is_cleared_and_released() {
     controller.wait("web's record to go", || {
         scope.record("198.51.100.56").is_none().then_some(())
     });
+}
+
+#[test]
+fn an_allocator_plugin_decides_in_the_controller_as_in_herald_plan() {
+    use sha2::{Digest, Sha256};
+    let dir = std::env::var_os("HERALD_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins"));
+    let wasm = dir.join("stable-hash.wasm");
+    let bytes = std::fs::read(&wasm).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins first: ./scripts/build-plugins.sh",
+            wasm.display()
+        )
+    });
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-plugin");
+    scope.apply(&format!(
+        "apiVersion: herald.dev/v1alpha1\nkind: PolicyPlugin\nmetadata: {{name: ctl-plugin-hash}}\nspec: {{world: allocator, sha256: \"{digest}\", source: {{file: \"{}\"}}}}\n",
+        wasm.display()
+    ));
+    scope.apply(
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: ctl-plugin}\nspec:\n  addresses: [198.51.100.64/28]\n  allocatorPlugin: ctl-plugin-hash\n  allocation: {namespaces: [ctl-plugin]}\n",
+    );
+    scope.pools.push("ctl-plugin".to_owned());
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("web");
+    let ips = controller.wait("web's address", || {
+        let svc = scope.get_service("web")?;
+        (!ingress(&svc).is_empty()).then(|| ingress(&svc))
+    });
+
+    // The same objects, without records or status: planned offline, the
+    // plugin alone decides.
+    let export = TempDir::new("hctl").unwrap();
+    let objects = cp
+        .kubectl(&[
+            "get",
+            "namespace/ctl-plugin",
+            "ippool/ctl-plugin",
+            "policyplugin/ctl-plugin-hash",
+            "-o",
+            "yaml",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(export.path().join("objects.yaml"), &objects.stdout).unwrap();
+    let services = cp
+        .kubectl(&["get", "services", "-n", "ctl-plugin", "-o", "json"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut services: Value = serde_json::from_slice(&services.stdout).unwrap();
+    for item in services["items"].as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("status");
+    }
+    std::fs::write(export.path().join("services.json"), services.to_string()).unwrap();
+    let plan = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["plan", "-o", "json"])
+        .arg(export.path())
+        .output()
+        .expect("run herald plan");
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let row = &plan["services"][0];
+    assert_eq!(row["plugin"], "ctl-plugin-hash", "{plan}");
+    assert_eq!(row["ips"], serde_json::json!(ips), "{plan}");
+    assert_ne!(
+        ips,
+        ["198.51.100.64"],
+        "the hash should not land on the pool's lowest address (the built-in choice)"
+    );
+    let _ = cp.kubectl(&["delete", "policyplugin", "ctl-plugin-hash", "--wait=false"]);
 }
