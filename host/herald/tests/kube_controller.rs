@@ -698,3 +698,26 @@ fn an_allocator_plugin_decides_in_the_controller_as_in_herald_plan() {
     );
     let _ = cp.kubectl(&["delete", "policyplugin", "ctl-plugin-hash", "--wait=false"]);
 }
+
+#[test]
+fn an_ipv6_address_ending_in_a_zero_group_gets_a_valid_record_name() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-six");
+    // Its lowest address, 2001:db8:1::, is written with a trailing "::".
+    scope.pool("ctl-six", "2001:db8:1::/126");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ctl-six}\nspec: {type: LoadBalancer, ipFamilyPolicy: SingleStack, ipFamilies: [IPv6], ports: [{port: 80}]}\n",
+    );
+    let svc = controller.wait("web's IPv6 address", || {
+        let svc = scope.get_service("web")?;
+        (!ingress(&svc).is_empty()).then_some(svc)
+    });
+    assert_eq!(ingress(&svc), ["2001:db8:1::"]);
+    let out = cp
+        .kubectl(&["get", "ipallocation", "2001-db8-1--0", "-o", "json"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", controller.log()));
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["spec"]["address"], "2001:db8:1::");
+}
