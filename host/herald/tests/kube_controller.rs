@@ -721,3 +721,61 @@ fn an_ipv6_address_ending_in_a_zero_group_gets_a_valid_record_name() {
     let record: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["spec"]["address"], "2001:db8:1::");
 }
+
+/// Deletes cluster-scoped objects when the test ends (`kind/name` each).
+struct Cleanup(&'static ControlPlane, Vec<&'static str>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for object in &self.1 {
+            let _ = self.0.kubectl(&["delete", object, "--wait=false"]);
+        }
+    }
+}
+
+#[test]
+fn a_record_the_api_server_refuses_holds_up_only_its_own_service() {
+    let _serial = serial();
+    let cp = with_crds();
+    // An admission policy that refuses the record of 198.51.100.72.
+    let _policy = Cleanup(
+        cp,
+        vec![
+            "validatingadmissionpolicybinding/ctl-refuse",
+            "validatingadmissionpolicy/ctl-refuse",
+        ],
+    );
+    cp.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: ctl-refuse}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - {apiGroups: [herald.dev], apiVersions: [v1alpha1], operations: [CREATE], resources: [ipallocations]}\n  validations:\n  - {expression: \"object.spec.address != '198.51.100.72'\", message: 198.51.100.72 is reserved, reason: Invalid}\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: ctl-refuse}\nspec: {policyName: ctl-refuse, validationActions: [Deny]}\n",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let probe = "apiVersion: herald.dev/v1alpha1\nkind: IPAllocation\nmetadata: {name: 198-51-100-72}\nspec: {address: 198.51.100.72, pool: p, services: []}\n";
+    wait_for("the admission policy to refuse", SETTLE, POLL, || {
+        cp.kubectl_with_input(&["create", "--dry-run=server", "-f", "-"], Some(probe))
+            .err()
+            .filter(|e| e.to_string().contains("is reserved"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut scope = Scope::new(cp, "ctl-refuse");
+    scope.pool("ctl-refuse", "198.51.100.72-198.51.100.73");
+    let controller = Controller::start(&cp.kubeconfig());
+    scope.service("first");
+    controller.wait("the refusal in the controller's log", || {
+        controller.log().contains("is reserved").then_some(())
+    });
+    scope.service("second");
+    controller.wait("second's address", || {
+        let svc = scope.get_service("second")?;
+        (ingress(&svc) == ["198.51.100.73"] && condition(&svc)?["status"] == "True").then_some(())
+    });
+    let first = scope.get_service("first").unwrap();
+    assert!(
+        ingress(&first).is_empty(),
+        "first shows an address that has no record: {first}"
+    );
+    assert!(scope.record("198.51.100.72").is_none());
+}

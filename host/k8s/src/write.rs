@@ -10,15 +10,22 @@
 //! 3. records of released addresses are deleted, after no status shows
 //!    them any more.
 //!
-//! The first failure stops the round; what was written until then is
-//! returned either way, so the caller can wait for its stores to show it.
+//! A record the API server refuses for itself (invalid, refused by an
+//! admission policy, a server error) holds up only the Services whose
+//! status would show its address: the others are written, and the first
+//! such failure is reported at the end. A conflict (the record is taken),
+//! a missing permission or an unreachable server stops the round at once.
+//! What was written is returned either way, so the caller can wait for its
+//! stores to show it.
 
-use herald_api::pool::IPAllocation;
+use std::collections::HashSet;
+
+use herald_api::pool::{IPAllocation, allocation_name};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 
-use crate::diff::Changes;
+use crate::diff::{Changes, StatusChange};
 use crate::error::{Error, classify};
 use crate::reflect::Written;
 
@@ -59,6 +66,9 @@ async fn write_all(
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
+    // Records that could not be written, and the first such failure.
+    let mut refused = HashSet::new();
+    let mut first: Option<Error> = None;
     for record in &changes.create {
         let name = record.name_any();
         match records.create(&post, record).await {
@@ -69,7 +79,12 @@ async fn write_all(
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
                 return Err(WriteError::Taken { name });
             }
-            Err(e) => return Err(classify("create", RECORDS, e).into()),
+            Err(e) => refuse(
+                classify("create", RECORDS, e),
+                name,
+                &mut refused,
+                &mut first,
+            )?,
         }
     }
     for record in &changes.replace {
@@ -82,14 +97,19 @@ async fn write_all(
             Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
                 return Err(WriteError::Taken { name });
             }
-            Err(e) => return Err(classify("update", RECORDS, e).into()),
+            Err(e) => refuse(
+                classify("update", RECORDS, e),
+                name,
+                &mut refused,
+                &mut first,
+            )?,
         }
     }
     let patch = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    for change in &changes.statuses {
+    for change in changes.statuses.iter().filter(|c| !held_up(c, &refused)) {
         let api: Api<Service> = Api::namespaced(client.clone(), &change.service.namespace);
         let body = Patch::Strategic(change.patch());
         match api.patch_status(&change.service.name, &patch, &body).await {
@@ -127,5 +147,74 @@ async fn write_all(
             Err(e) => return Err(classify("delete", RECORDS, e).into()),
         }
     }
+    first.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// Notes a record the API server refused; a failure that every other
+/// request would meet too (permission, connection) stops the round.
+fn refuse(
+    e: Error,
+    name: String,
+    refused: &mut HashSet<String>,
+    first: &mut Option<Error>,
+) -> Result<(), WriteError> {
+    if !matches!(e, Error::Request { .. }) {
+        return Err(e.into());
+    }
+    tracing::warn!(record = name, "{e}");
+    refused.insert(name);
+    first.get_or_insert(e);
     Ok(())
+}
+
+/// Whether a status change would show an address whose record could not be
+/// written: it waits, as the address is not the Service's until recorded.
+fn held_up(change: &StatusChange, refused: &HashSet<String>) -> bool {
+    change
+        .ips
+        .iter()
+        .any(|ip| refused.contains(&allocation_name(*ip)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::ServiceRef;
+
+    #[test]
+    fn a_status_waits_only_for_its_own_refused_records() {
+        let change = |ips: &[&str]| StatusChange {
+            service: ServiceRef::new("shop", "web"),
+            ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            condition: None,
+        };
+        let refused: HashSet<String> = ["198-51-100-72".to_owned()].into();
+        assert!(held_up(&change(&["198.51.100.72"]), &refused));
+        assert!(held_up(
+            &change(&["2001:db8::1", "198.51.100.72"]),
+            &refused
+        ));
+        assert!(!held_up(&change(&["198.51.100.73"]), &refused));
+        assert!(!held_up(&change(&[]), &refused));
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_record_itself_lets_the_round_go_on() {
+        let (mut refused, mut first) = (HashSet::new(), None);
+        let invalid = Error::Request {
+            verb: "create",
+            resource: RECORDS.to_owned(),
+            message: "denied (422 Invalid)".to_owned(),
+        };
+        assert!(refuse(invalid, "a".to_owned(), &mut refused, &mut first).is_ok());
+        assert!(refused.contains("a") && first.is_some());
+        let forbidden = Error::Forbidden {
+            verb: "create",
+            resource: RECORDS.to_owned(),
+            message: String::new(),
+        };
+        assert!(refuse(forbidden, "b".to_owned(), &mut refused, &mut first).is_err());
+        let unreachable = Error::Unreachable("connection refused".to_owned());
+        assert!(refuse(unreachable, "c".to_owned(), &mut refused, &mut first).is_err());
+    }
 }
