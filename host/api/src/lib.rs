@@ -12,6 +12,8 @@
 //! - [`service`]: Services and Namespaces into core types (annotations);
 //! - [`node`]: Nodes and EndpointSlices into announcement inputs;
 //! - [`selector`]: Kubernetes label selectors into core selectors;
+//! - [`inputs`]: typed objects into a snapshot and plugin specs (shared by
+//!   the loader and the controller, so both read objects alike);
 //! - [`load`]: files and directories of multi-document YAML into a snapshot.
 
 // kube's `printcolumn(...)` lists repeat `type_ = ...`, which clippy
@@ -19,6 +21,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod bgp;
+pub mod inputs;
 pub mod l2;
 pub mod load;
 pub mod node;

@@ -21,17 +21,16 @@ use herald_core::plugin::{PluginSource, PolicyPluginSpec};
 use herald_core::{ConfigError, Snapshot};
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::ResourceExt;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::bgp::{BGPAdvertisement, BGPPeer};
+use crate::inputs::{add_allocation, add_namespace, add_pool, add_service};
 use crate::l2::L2Advertisement;
 use crate::node::{add_endpoint_slice, validate_node};
 use crate::plugin::PolicyPlugin;
 use crate::pool::{IPAllocation, IPPool};
-use crate::service::{namespace_labels, validate_service};
 use crate::{API_VERSION, FieldError, GROUP};
 
 /// Everything read from the manifests.
@@ -273,8 +272,7 @@ where
     match (header.api_version.as_str(), header.kind.as_str()) {
         ("v1", "Service") => {
             let svc: Service = typed(path, &header, doc, false)?;
-            let svc = validate_service(&svc).map_err(|e| invalid(field_message(&e)))?;
-            out.snapshot.services.push(svc);
+            add_service(&mut out.snapshot, &svc).map_err(|e| invalid(field_message(&e)))?;
         }
         ("v1", "Node") => {
             let node: Node = typed(path, &header, doc, false)?;
@@ -287,8 +285,7 @@ where
         }
         ("v1", "Namespace") => {
             let ns: Namespace = typed(path, &header, doc, false)?;
-            let (name, labels) = namespace_labels(&ns);
-            out.snapshot.namespaces.insert(name, labels);
+            add_namespace(&mut out.snapshot, &ns);
         }
         (_, "List") if value.get("items").is_some_and(Value::is_sequence) => {
             let items = value
@@ -302,15 +299,13 @@ where
         }
         (API_VERSION, "IPPool") => {
             let pool: IPPool = typed(path, &header, doc, true)?;
-            out.snapshot.pools.push(pool.validate());
+            add_pool(&mut out.snapshot, &pool);
         }
         (API_VERSION, "IPAllocation") => {
             let record: IPAllocation = typed(path, &header, doc, true)?;
-            keep(
-                record.validate(),
-                &mut out.snapshot.allocations,
-                &mut out.errors,
-            );
+            if let Err(e) = add_allocation(&mut out.snapshot, &record) {
+                out.errors.push(e);
+            }
         }
         (API_VERSION, "BGPPeer") => {
             let peer: BGPPeer = typed(path, &header, doc, true)?;
@@ -326,16 +321,18 @@ where
         }
         (API_VERSION, "PolicyPlugin") => {
             let plugin: PolicyPlugin = typed(path, &header, doc, true)?;
-            let spec = plugin.validate().map(|mut spec| {
-                if let PluginSource::File(file) = &mut spec.source
-                    && file.is_relative()
-                {
-                    let dir = path.parent().unwrap_or(Path::new("."));
-                    *file = dir.join(&*file);
+            match crate::inputs::plugin(&plugin) {
+                Ok((name, mut spec)) => {
+                    if let PluginSource::File(file) = &mut spec.source
+                        && file.is_relative()
+                    {
+                        let dir = path.parent().unwrap_or(Path::new("."));
+                        *file = dir.join(&*file);
+                    }
+                    out.plugins.push((name, spec));
                 }
-                (plugin.name_any(), spec)
-            });
-            keep(spec, &mut out.plugins, &mut out.errors);
+                Err(e) => out.errors.push(e),
+            }
         }
         _ if herald => {
             return Err(invalid(format!(
@@ -441,15 +438,7 @@ fn field_message(e: &FieldError) -> String {
 fn keep<T>(validated: Result<T, FieldError>, valid: &mut Vec<T>, errors: &mut Vec<ConfigError>) {
     match validated {
         Ok(v) => valid.push(v),
-        Err(e) => errors.push(config_error(e)),
-    }
-}
-
-fn config_error(e: FieldError) -> ConfigError {
-    ConfigError {
-        kind: e.kind.to_owned(),
-        message: field_message(&e),
-        name: e.name,
+        Err(e) => errors.push(e.into()),
     }
 }
 

@@ -144,8 +144,21 @@ pub struct IPAllocationStatus {
 }
 
 /// The `IPAllocation` name of an address: `198-51-100-10`, `2001-db8--a`.
+///
+/// The address's text with `.` and `:` as `-`. An object name must start
+/// and end with a letter or digit, so an IPv6 text that starts or ends with
+/// `::` (`::1`, `2001:db8::`) is written with a zero group there first
+/// (`0::1`, `2001:db8::0`: the same address), giving `0--1` and
+/// `2001-db8--0`. Still one name per address.
 pub fn allocation_name(address: IpAddr) -> String {
-    address.to_string().replace(['.', ':'], "-")
+    let mut text = address.to_string();
+    if text.starts_with("::") {
+        text.insert(0, '0');
+    }
+    if text.ends_with("::") {
+        text.push('0');
+    }
+    text.replace(['.', ':'], "-")
 }
 
 /// Seconds since the epoch of `metadata.creationTimestamp`.
@@ -303,5 +316,17 @@ mod tests {
             allocation_name("2001:db8::a".parse().unwrap()),
             "2001-db8--a"
         );
+    }
+
+    #[test]
+    fn allocation_names_start_and_end_with_a_letter_or_digit() {
+        for (address, name) in [
+            ("2001:db8:1::", "2001-db8-1--0"),
+            ("::1", "0--1"),
+            ("::", "0--0"),
+            ("::ffff:198.51.100.1", "0--ffff-198-51-100-1"),
+        ] {
+            assert_eq!(allocation_name(address.parse().unwrap()), name);
+        }
     }
 }

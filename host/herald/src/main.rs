@@ -1,8 +1,10 @@
 //! The `herald` command: `plan` (allocate offline from manifests), `crds`
-//! (print the CRDs), `speaker` (a node's speaker) and `plugin check|bench`
+//! (print the CRDs), `controller` (addresses for Services in a cluster),
+//! `speaker` (a node's speaker) and `plugin check|bench`
 //! (a policy plugin before deployment). `main` only parses flags and runs a
 //! command; plugins are loaded by `herald_policy::Registry` in each.
 
+mod controller;
 mod plan;
 mod plugin;
 mod speaker;
@@ -26,6 +28,8 @@ enum Command {
     Plan(plan::Args),
     /// Print Herald's CustomResourceDefinitions as YAML.
     Crds,
+    /// Give Services of type LoadBalancer their addresses in a cluster.
+    Controller(controller::Args),
     /// Run a node's speaker (standalone: from a manifests directory).
     Speaker(speaker::Args),
     /// Check or measure a policy plugin (a WebAssembly component).
@@ -41,18 +45,24 @@ pub const EXIT_INVALID_INPUT: u8 = 2;
 /// Exit code of `plan --fail-on-pending` when a Service is Pending.
 pub const EXIT_PENDING: u8 = 3;
 
+/// The log filter when `HERALD_LOG` is unset. kube-client logs every failed
+/// request at ERROR from inside its client; Herald reports those failures
+/// itself, one line each, so kube-client's copy is left out.
+const DEFAULT_LOG: &str = "info,kube_client::client::builder=off";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
         Command::Plan(args) => plan::run(&args),
+        Command::Controller(args) => controller::run(args),
         Command::Speaker(args) => speaker::run(args),
         Command::Plugin { command } => plugin::run(&command),
         Command::Crds => {

@@ -1,0 +1,291 @@
+//! The apply step, pure: from a plan and the objects the cluster holds, what
+//! to write so that the cluster shows the plan, and nothing more.
+//!
+//! - Every address of the plan has an `IPAllocation` named after it
+//!   (DESIGN.md §3) with `spec.address`, `spec.pool`, `spec.services` and
+//!   owner references to those Services: created when missing, replaced when
+//!   its holders or pool changed, deleted when no Service holds it.
+//! - Every qualifying Service shows its addresses in
+//!   `status.loadBalancer.ingress[].ip` with `ipMode: VIP`, and the condition
+//!   `herald.dev/Allocated`: True, or False with the Pending reason and
+//!   message. A Service that carries Herald's condition but is no longer
+//!   Herald's (deleted from the plan: another type or class) has its
+//!   addresses and the condition removed. Services that never carried the
+//!   condition are someone else's and are not touched.
+//! - Whatever already matches is left out, so an unchanged cluster gives
+//!   [`Changes::is_empty`].
+//!
+//! The order of the writes (records before statuses, released records
+//! last) is the driver's ([`crate::write`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use herald_api::pool::{IPAllocation, IPAllocationSpec, ServiceReference, allocation_name};
+use herald_core::{Held, Plan, ServiceRef};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use kube::ResourceExt;
+use serde_json::json;
+
+use crate::inputs::Objects;
+
+/// The type of Herald's Service condition.
+pub const CONDITION_TYPE: &str = "herald.dev/Allocated";
+/// The condition's reason when the Service has its addresses.
+pub const ALLOCATED_REASON: &str = "Allocated";
+/// `status.loadBalancer.ingress[].ipMode`: traffic reaches the node with
+/// the VIP as its destination.
+pub const IP_MODE: &str = "VIP";
+
+/// What to write.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Records of addresses that have none yet.
+    pub create: Vec<IPAllocation>,
+    /// Records whose holders or pool changed, each with the
+    /// `resourceVersion` it replaces.
+    pub replace: Vec<IPAllocation>,
+    /// Service statuses to write.
+    pub statuses: Vec<StatusChange>,
+    /// Records of released addresses: name and uid.
+    pub delete: Vec<(String, Option<String>)>,
+}
+
+impl Changes {
+    /// Whether the cluster already shows the plan.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty()
+            && self.replace.is_empty()
+            && self.statuses.is_empty()
+            && self.delete.is_empty()
+    }
+}
+
+/// One Service's status as Herald wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    /// The Service.
+    pub service: ServiceRef,
+    /// The addresses to show, in the Service's family order (empty: none).
+    pub ips: Vec<IpAddr>,
+    /// The condition to set; `None` removes Herald's condition (the Service
+    /// is no longer Herald's).
+    pub condition: Option<Condition>,
+}
+
+impl StatusChange {
+    /// The strategic merge patch of the status subresource: the ingress list
+    /// is replaced whole; the condition is merged by type, so other
+    /// controllers' conditions stay.
+    pub fn patch(&self) -> serde_json::Value {
+        let ingress: Vec<_> = self
+            .ips
+            .iter()
+            .map(|ip| json!({"ip": ip.to_string(), "ipMode": IP_MODE}))
+            .collect();
+        let condition = match &self.condition {
+            Some(c) => serde_json::to_value(c).expect("a condition serializes"),
+            None => json!({"type": CONDITION_TYPE, "$patch": "delete"}),
+        };
+        json!({"status": {"loadBalancer": {"ingress": ingress}, "conditions": [condition]}})
+    }
+}
+
+/// The changes that make the cluster show `plan`. `now` stamps a condition
+/// whose status changes.
+pub fn changes(plan: &Plan, objects: &Objects, now: &Time) -> Changes {
+    let services: HashMap<ServiceRef, &Service> = objects
+        .services
+        .iter()
+        .map(|s| (service_ref(s), s.as_ref()))
+        .collect();
+    let mut out = Changes::default();
+    records(plan, objects, &services, &mut out);
+    statuses(plan, objects, &services, now, &mut out);
+    out
+}
+
+fn service_ref(svc: &Service) -> ServiceRef {
+    ServiceRef::new(
+        svc.namespace().unwrap_or_else(|| "default".to_owned()),
+        svc.name_any(),
+    )
+}
+
+fn records(
+    plan: &Plan,
+    objects: &Objects,
+    services: &HashMap<ServiceRef, &Service>,
+    out: &mut Changes,
+) {
+    let mut current: BTreeMap<String, &IPAllocation> = objects
+        .allocations
+        .iter()
+        .map(|r| (r.name_any(), r.as_ref()))
+        .collect();
+    for held in plan.allocations() {
+        let wanted = record(&held, services);
+        let name = wanted.name_any();
+        match current.remove(&name) {
+            None => out.create.push(wanted),
+            Some(have) if have.spec == wanted.spec && owners(have) == owners(&wanted) => {}
+            Some(have) => {
+                let mut wanted = wanted;
+                wanted.metadata.resource_version = have.metadata.resource_version.clone();
+                out.replace.push(wanted);
+            }
+        }
+    }
+    out.delete = current
+        .into_iter()
+        .map(|(name, r)| (name, r.metadata.uid.clone()))
+        .collect();
+}
+
+/// The record of a held address, owned by its Services.
+fn record(held: &Held, services: &HashMap<ServiceRef, &Service>) -> IPAllocation {
+    let mut record = IPAllocation::new(
+        &allocation_name(held.address),
+        IPAllocationSpec {
+            address: held.address.to_string(),
+            pool: held.pool.clone(),
+            services: held
+                .services
+                .iter()
+                .map(|s| ServiceReference {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                })
+                .collect(),
+        },
+    );
+    let owners: Vec<OwnerReference> = held
+        .services
+        .iter()
+        .filter_map(|s| services.get(s))
+        .filter_map(|svc| {
+            Some(OwnerReference {
+                api_version: "v1".to_owned(),
+                kind: "Service".to_owned(),
+                name: svc.name_any(),
+                uid: svc.metadata.uid.clone()?,
+                ..OwnerReference::default()
+            })
+        })
+        .collect();
+    if !owners.is_empty() {
+        record.metadata.owner_references = Some(owners);
+    }
+    record
+}
+
+/// The owner references that matter for comparison.
+fn owners(record: &IPAllocation) -> Vec<(&str, &str, &str)> {
+    record
+        .owner_references()
+        .iter()
+        .map(|o| (o.kind.as_str(), o.name.as_str(), o.uid.as_str()))
+        .collect()
+}
+
+fn statuses(
+    plan: &Plan,
+    objects: &Objects,
+    services: &HashMap<ServiceRef, &Service>,
+    now: &Time,
+    out: &mut Changes,
+) {
+    for outcome in &plan.services {
+        let Some(svc) = services.get(&outcome.service) else {
+            continue;
+        };
+        let (status, reason, message) = match &outcome.pending {
+            None => (
+                "True",
+                ALLOCATED_REASON.to_owned(),
+                format!(
+                    "{} from pool {}",
+                    outcome
+                        .ips
+                        .iter()
+                        .map(IpAddr::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    outcome.pool.as_deref().unwrap_or_default()
+                ),
+            ),
+            Some(p) => ("False", p.reason.to_string(), p.message.clone()),
+        };
+        let have = condition(svc);
+        let generation = svc.metadata.generation;
+        let same_condition = have.is_some_and(|c| {
+            c.status == status
+                && c.reason == reason
+                && c.message == message
+                && c.observed_generation == generation
+        });
+        if same_condition && shows(svc, &outcome.ips) {
+            continue;
+        }
+        let last_transition_time = match have {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        out.statuses.push(StatusChange {
+            service: outcome.service.clone(),
+            ips: outcome.ips.clone(),
+            condition: Some(Condition {
+                type_: CONDITION_TYPE.to_owned(),
+                status: status.to_owned(),
+                reason,
+                message,
+                observed_generation: generation,
+                last_transition_time,
+            }),
+        });
+    }
+    // Services Herald served before and serves no more.
+    let planned: std::collections::HashSet<&ServiceRef> =
+        plan.services.iter().map(|o| &o.service).collect();
+    for svc in &objects.services {
+        let id = service_ref(svc);
+        if !planned.contains(&id) && condition(svc).is_some() {
+            out.statuses.push(StatusChange {
+                service: id,
+                ips: Vec::new(),
+                condition: None,
+            });
+        }
+    }
+}
+
+/// Herald's condition on a Service.
+fn condition(svc: &Service) -> Option<&Condition> {
+    svc.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == CONDITION_TYPE)
+}
+
+/// Whether the Service's ingress list is exactly `ips` with `ipMode: VIP`.
+fn shows(svc: &Service, ips: &[IpAddr]) -> bool {
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or_default();
+    ingress.len() == ips.len()
+        && ingress.iter().zip(ips).all(|(entry, ip)| {
+            entry.ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) == Some(*ip)
+                && entry.ip_mode.as_deref() == Some(IP_MODE)
+                && entry.hostname.is_none()
+                && entry.ports.as_ref().is_none_or(Vec::is_empty)
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,36 @@
+//! Herald on the Kubernetes API: the controller's side of DESIGN.md §1.
+//! Reflectors keep Services, Namespaces, `IPPool`s, `IPAllocation`s and
+//! `PolicyPlugin`s in memory; the snapshot builder turns them into the same
+//! [`herald_core::Snapshot`] `herald plan` builds from manifests (through
+//! `herald_api::inputs`, so both read objects alike); the core plans; a pure
+//! diff says what to write; a thin driver writes only that.
+//!
+//! It may depend on herald-core, herald-api, herald-policy and kube (client
+//! and runtime); nothing depends on it but the `herald` binary.
+//!
+//! Layout:
+//! - [`inputs`]: the objects of the stores into a snapshot and plugin specs;
+//! - [`diff`]: the apply step, pure: a plan and the current objects in, the
+//!   `IPAllocation`s to create, replace and delete and the Service statuses
+//!   to write out (unit-tested without a cluster);
+//! - [`reflect`]: watchers and reflector stores, a change signal, and
+//!   waiting until the stores show the controller's own writes;
+//! - [`write`](mod@write): the driver: records before statuses, a create conflict
+//!   reported for a new plan, released records deleted last;
+//! - [`controller`]: the loop: wait for a change, debounce, plan, write the
+//!   difference;
+//! - [`error`]: failures, each one line naming what to fix.
+//!
+//! Not built yet: leader election (run one replica), Events, `IPPool` and
+//! `PolicyPlugin` status, `PolicyPlugin` sources from ConfigMaps, the
+//! speaker's reflectors.
+
+pub mod controller;
+pub mod diff;
+pub mod error;
+pub mod inputs;
+pub mod reflect;
+pub mod write;
+
+pub use controller::{Settings, connect, run};
+pub use error::{Error, Result};

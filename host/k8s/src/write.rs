@@ -1,0 +1,220 @@
+//! The driver: writes [`Changes`] to the API server, in the order that
+//! keeps one address from being shown by two Services:
+//!
+//! 1. records are created, then replaced: an address is recorded before
+//!    any status shows it, and the API server's name uniqueness is the lock
+//!    (a create that answers 409 AlreadyExists means someone else holds the
+//!    address: the caller plans again once its stores show that record);
+//! 2. Service statuses are written (a strategic merge patch of the status
+//!    subresource);
+//! 3. records of released addresses are deleted, after no status shows
+//!    them any more.
+//!
+//! A record the API server refuses for itself (invalid, refused by an
+//! admission policy, a server error) holds up only the Services whose
+//! status would show its address: the others are written, and the first
+//! such failure is reported at the end. A conflict (the record is taken),
+//! a missing permission or an unreachable server stops the round at once.
+//! What was written is returned either way, so the caller can wait for its
+//! stores to show it.
+
+use std::collections::HashSet;
+
+use herald_api::pool::{IPAllocation, allocation_name};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Api, Client, ResourceExt};
+
+use crate::diff::{Changes, StatusChange};
+use crate::error::{Error, classify};
+use crate::reflect::Written;
+
+/// The field manager Herald's writes are recorded under.
+pub const FIELD_MANAGER: &str = "herald-controller";
+
+const RECORDS: &str = "ipallocations.herald.dev";
+
+/// Why a round of writes stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A record was created or changed by someone else meanwhile: plan
+    /// again from the stores once they show it.
+    #[error("IPAllocation {name} was written by someone else meanwhile")]
+    Taken {
+        /// The record's name.
+        name: String,
+    },
+    /// A request failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// Writes `changes`; returns what was written and how the round ended.
+pub async fn write(client: &Client, changes: &Changes) -> (Written, Result<(), WriteError>) {
+    let mut written = Written::default();
+    let result = write_all(client, changes, &mut written).await;
+    (written, result)
+}
+
+async fn write_all(
+    client: &Client,
+    changes: &Changes,
+    written: &mut Written,
+) -> Result<(), WriteError> {
+    let records: Api<IPAllocation> = Api::all(client.clone());
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    // Records that could not be written, and the first such failure.
+    let mut refused = HashSet::new();
+    let mut first: Option<Error> = None;
+    for record in &changes.create {
+        let name = record.name_any();
+        match records.create(&post, record).await {
+            Ok(done) => {
+                tracing::debug!(record = name, "created");
+                written.records.push((name, done.resource_version()));
+            }
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                return Err(WriteError::Taken { name });
+            }
+            Err(e) => refuse(
+                classify("create", RECORDS, e),
+                name,
+                &mut refused,
+                &mut first,
+            )?,
+        }
+    }
+    for record in &changes.replace {
+        let name = record.name_any();
+        match records.replace(&name, &post, record).await {
+            Ok(done) => {
+                tracing::debug!(record = name, "replaced");
+                written.records.push((name, done.resource_version()));
+            }
+            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
+                return Err(WriteError::Taken { name });
+            }
+            Err(e) => refuse(
+                classify("update", RECORDS, e),
+                name,
+                &mut refused,
+                &mut first,
+            )?,
+        }
+    }
+    let patch = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    for change in changes.statuses.iter().filter(|c| !held_up(c, &refused)) {
+        let api: Api<Service> = Api::namespaced(client.clone(), &change.service.namespace);
+        let body = Patch::Strategic(change.patch());
+        match api.patch_status(&change.service.name, &patch, &body).await {
+            Ok(done) => {
+                tracing::debug!(service = %change.service, "status written");
+                written
+                    .services
+                    .push((change.service.clone(), done.resource_version()));
+            }
+            // Deleted meanwhile: nothing left to show.
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(classify("patch", "services/status", e).into()),
+        }
+    }
+    for (name, uid) in &changes.delete {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match records.delete(name, &params).await {
+            Ok(_) => {
+                tracing::debug!(record = name, "deleted");
+                written.records.push((name.clone(), None));
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => {
+                written.records.push((name.clone(), None));
+            }
+            // Another uid: the address was recorded again meanwhile.
+            Err(kube::Error::Api(s)) if s.is_conflict() => {
+                return Err(WriteError::Taken { name: name.clone() });
+            }
+            Err(e) => return Err(classify("delete", RECORDS, e).into()),
+        }
+    }
+    first.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// Notes a record the API server refused; a failure that every other
+/// request would meet too (permission, connection) stops the round.
+fn refuse(
+    e: Error,
+    name: String,
+    refused: &mut HashSet<String>,
+    first: &mut Option<Error>,
+) -> Result<(), WriteError> {
+    if !matches!(e, Error::Request { .. }) {
+        return Err(e.into());
+    }
+    tracing::warn!(record = name, "{e}");
+    refused.insert(name);
+    first.get_or_insert(e);
+    Ok(())
+}
+
+/// Whether a status change would show an address whose record could not be
+/// written: it waits, as the address is not the Service's until recorded.
+fn held_up(change: &StatusChange, refused: &HashSet<String>) -> bool {
+    change
+        .ips
+        .iter()
+        .any(|ip| refused.contains(&allocation_name(*ip)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::ServiceRef;
+
+    #[test]
+    fn a_status_waits_only_for_its_own_refused_records() {
+        let change = |ips: &[&str]| StatusChange {
+            service: ServiceRef::new("shop", "web"),
+            ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            condition: None,
+        };
+        let refused: HashSet<String> = ["198-51-100-72".to_owned()].into();
+        assert!(held_up(&change(&["198.51.100.72"]), &refused));
+        assert!(held_up(
+            &change(&["2001:db8::1", "198.51.100.72"]),
+            &refused
+        ));
+        assert!(!held_up(&change(&["198.51.100.73"]), &refused));
+        assert!(!held_up(&change(&[]), &refused));
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_record_itself_lets_the_round_go_on() {
+        let (mut refused, mut first) = (HashSet::new(), None);
+        let invalid = Error::Request {
+            verb: "create",
+            resource: RECORDS.to_owned(),
+            message: "denied (422 Invalid)".to_owned(),
+        };
+        assert!(refuse(invalid, "a".to_owned(), &mut refused, &mut first).is_ok());
+        assert!(refused.contains("a") && first.is_some());
+        let forbidden = Error::Forbidden {
+            verb: "create",
+            resource: RECORDS.to_owned(),
+            message: String::new(),
+        };
+        assert!(refuse(forbidden, "b".to_owned(), &mut refused, &mut first).is_err());
+        let unreachable = Error::Unreachable("connection refused".to_owned());
+        assert!(refuse(unreachable, "c".to_owned(), &mut refused, &mut first).is_err());
+    }
+}
