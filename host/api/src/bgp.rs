@@ -464,7 +464,7 @@ pub fn duration_seconds(value: &IntOrString) -> Result<u64, String> {
         total = total.checked_add(part).ok_or_else(wrong)?;
         rest = &after[unit.len()..];
     }
-    if total % 1_000_000_000 != 0 {
+    if !total.is_multiple_of(1_000_000_000) {
         return Err(format!("must be a whole number of seconds, not {text:?}"));
     }
     u64::try_from(total / 1_000_000_000).map_err(|_| wrong())
