@@ -216,7 +216,7 @@ impl Fsm {
     /// discarded (nothing changed then).
     pub fn handle(&mut self, input: Input) -> Result<Vec<Action>, Discard> {
         let mut out = Vec::new();
-        let before = (self.state, self.may_transmit());
+        let before = (self.state, self.may_transmit(), self.transmit_interval());
         match input {
             Input::Packet(p) => self.receive(p, &mut out)?,
             Input::TransmitTimer => {
@@ -248,9 +248,11 @@ impl Fsm {
             }
             Input::SetTimers(timers) => self.set_timers(timers, &mut out),
         }
-        // A new state or a peer heard at last (Passive role, Required Min
-        // RX no longer 0): the transmit interval changed; rearm.
-        if input != Input::TransmitTimer && (self.state, self.may_transmit()) != before {
+        // A new state, a new interval (a Final, the peer's new Required
+        // Min RX) or a peer heard at last (Passive role, Required Min RX
+        // no longer 0): rearm the transmit timer.
+        let after = (self.state, self.may_transmit(), self.transmit_interval());
+        if input != Input::TransmitTimer && after != before {
             out.push(self.next_transmit());
         }
         Ok(out)
@@ -331,9 +333,12 @@ impl Fsm {
         out.push(Action::StateChanged { from, to, diag });
         if to == State::Up {
             // Leaving the slow rate changes Desired Min TX: negotiate the
-            // configured timers with a Poll Sequence (§6.8.3). Until the F
-            // arrives the slow rate stays in use.
+            // configured timers with a Poll Sequence (§6.8.3). A faster
+            // rate applies at once (the peer's detection time follows the
+            // Desired Min TX we advertise from now on); a slower one waits
+            // for the F.
             self.polling = true;
+            self.tx_in_use = self.tx_in_use.min(self.advertised_tx());
         } else {
             // Not Up: the slow rate at once, no Poll (§6.8.3).
             self.polling = false;
@@ -557,12 +562,14 @@ mod tests {
         let pb = last_sent(&deliver(&mut b, pa));
         let out = deliver(&mut a, pb);
         let up = last_sent(&out);
-        // a is Up: its packet advertises 100 ms with P; until F the slow
-        // rate is still in use.
+        // a is Up: its packet advertises 100 ms with P, and a sends at
+        // that rate at once: b's detection time follows what a advertises
+        // (a decrease needs no wait, §6.8.3).
         assert!(up.poll && !up.final_);
         assert_eq!(up.desired_min_tx, 100_000);
         assert!(a.polling());
-        assert_eq!(a.transmit_interval(), Duration::from_secs(1));
+        assert_eq!(a.transmit_interval(), 100 * MS);
+        assert!(out.contains(&Action::SetTransmitTimer(100 * MS)));
         // b answers the P with F (and goes Up, polling itself).
         let out = deliver(&mut b, up);
         let answers = sent(&out);
@@ -751,7 +758,8 @@ mod tests {
         assert_eq!(a.transmit_interval(), 100 * MS);
         assert_eq!(a.detection_time(), 1500 * MS);
         let fin = last_sent(&deliver(&mut b, p));
-        deliver(&mut a, fin);
+        // The F brings the slower rate; the transmit timer is rearmed.
+        assert!(deliver(&mut a, fin).contains(&Action::SetTransmitTimer(500 * MS)));
         assert_eq!(a.transmit_interval(), 500 * MS);
         assert_eq!((a.state(), b.state()), (State::Up, State::Up));
     }
