@@ -187,11 +187,55 @@ fn bad_packets_are_dropped_and_counted_and_the_session_stays_up() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         !state.has_changed().unwrap(),
-        "Herald's session never left Up: now {:?}\n{}",
-        *state.borrow(),
-        lab.vtysh(&format!("show bfd peer {NODE_V4} counters"))
+        "Herald's session never left Up: now {:?}",
+        *state.borrow()
     );
     assert_eq!(*state.borrow(), State::Up);
     assert_eq!(lab.frr_status(NODE_V4).as_deref(), Some("up"));
+    let counters = lab.vtysh(&format!("show bfd peer {NODE_V4} counters"));
+    assert!(
+        counters.contains("Session down events: 0"),
+        "FRR saw no flap:\n{counters}"
+    );
     assert_eq!(session.dropped(), expected);
+}
+
+#[test]
+fn a_timer_change_while_up_is_negotiated_with_frr_without_a_flap() {
+    let lab = Lab::new();
+    let _frr = lab.frr(&frr_conf(&peer(NODE_V4, ROUTER_V4, " interface eth0")));
+    let session = lab.session(NODE_V4, ROUTER_V4, Hop::Single);
+    wait_state(&session, State::Up, UP_WITHIN);
+    wait_frr(&lab, NODE_V4, "up", UP_WITHIN);
+    let mut state = session.state();
+    state.mark_unchanged();
+    // Slower than FRR's 100 ms: the larger of the two is used (RFC 5880
+    // §6.8.2), after a Poll Sequence (§6.5).
+    session.set_timers(herald_bfd::Timers {
+        desired_min_tx: Duration::from_millis(300),
+        required_min_rx: Duration::from_millis(250),
+        detect_mult: 4,
+    });
+    wait_for(
+        "FRR to take Herald's new timers",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let detail = lab.vtysh(&format!("show bfd peer {NODE_V4}"));
+            let remote = detail.split("Remote timers:").nth(1)?.to_owned();
+            (remote.contains("Detect-multiplier: 4")
+                && remote.contains("Receive interval: 250ms")
+                && remote.contains("Transmission interval: 300ms"))
+            .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", lab.vtysh(&format!("show bfd peer {NODE_V4}"))));
+    // An observation window: several of the new detection times.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!state.has_changed().unwrap(), "no flap");
+    let counters = lab.vtysh(&format!("show bfd peer {NODE_V4} counters"));
+    assert!(
+        counters.contains("Session down events: 0"),
+        "FRR saw no flap:\n{counters}"
+    );
 }
