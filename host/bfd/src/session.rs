@@ -4,7 +4,7 @@
 //! TTL).
 //!
 //! ```text
-//!   Session (handle) ── Command (mpsc) ──▶ task ──▶ Fsm (sans IO)
+//!   Session (handle) ── Input (mpsc) ──▶ task ──▶ Fsm (sans IO)
 //!        ▲                                  │ ▲
 //!        └──── watch<State> ◀───────────────┘ │ UDP rx :3784/:4784 (TTL from cmsg)
 //!              Counters (Arc, atomics) ◀──────┤ UDP tx :49152–65535, TTL 255
@@ -118,18 +118,12 @@ impl Counters {
     }
 }
 
-/// What the handle asks of the task.
-#[derive(Debug)]
-enum Command {
-    Input(Input),
-}
-
 /// A running session; dropping it stops the session (without telling the
 /// peer: use [`Session::admin_down`] first for that).
 #[derive(Debug)]
 pub struct Session {
     state: watch::Receiver<State>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<Input>,
     counters: Arc<Counters>,
     local_discriminator: u32,
     task: tokio::task::JoinHandle<()>,
@@ -270,18 +264,18 @@ impl Session {
 
     /// Holds the session AdminDown (RFC 5880 §6.8.16).
     pub fn admin_down(&self) {
-        let _ = self.commands.send(Command::Input(Input::AdminDown));
+        let _ = self.commands.send(Input::AdminDown);
     }
 
     /// Lets an AdminDown session run again.
     pub fn admin_up(&self) {
-        let _ = self.commands.send(Command::Input(Input::AdminUp));
+        let _ = self.commands.send(Input::AdminUp);
     }
 
     /// New timers, negotiated with a Poll Sequence while Up (RFC 5880
     /// §6.5, §6.8.3).
     pub fn set_timers(&self, timers: Timers) {
-        let _ = self.commands.send(Command::Input(Input::SetTimers(timers)));
+        let _ = self.commands.send(Input::SetTimers(timers));
     }
 }
 
@@ -306,7 +300,7 @@ async fn until(at: Option<Instant>) {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Input>) {
         let span = tracing::info_span!("bfd", peer = %self.config.peer, local = %self.config.local);
         let _enter = span.enter();
         let first = self.fsm.start();
@@ -340,7 +334,7 @@ impl Driver {
                     Input::DetectionTimer
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Input(input)) => input,
+                    Some(input) => input,
                     None => return,
                 },
             };

@@ -1,8 +1,9 @@
 //! Herald's BFD against FRR's bfdd (8.4) in network namespaces: the
 //! session comes Up over IPv4 and IPv6 single hop and multihop with the
-//! timers negotiated; malformed, truncated, wrong-TTL, wrong-discriminator
-//! and authenticated packets are dropped and counted while the session
-//! stays Up; and bfdd detects a hung node within its detection time.
+//! timers negotiated; malformed, truncated, wrong-TTL, wrong-source,
+//! wrong-discriminator and authenticated packets are dropped and counted
+//! while the session stays Up; and bfdd detects a hung node within its
+//! detection time.
 //!
 //! Needs root, FRR and nft (scripts/test.sh installs them).
 
@@ -136,6 +137,13 @@ fn bad_packets_are_dropped_and_counted_and_the_session_stays_up() {
     let to = format!("{NODE_V4}:3784");
     let ok_ttl = lab::sender(&lab.router, ROUTER_V4.parse().unwrap(), 255);
     let low_ttl = lab::sender(&lab.router, ROUTER_V4.parse().unwrap(), 254);
+    lab.router
+        .ip(&["addr", "add", "192.0.2.3/24", "dev", "eth0"])
+        .unwrap();
+    let stranger = lab::sender(&lab.router, "192.0.2.3".parse().unwrap(), 255);
+
+    // From an address that is not the peer's.
+    stranger.send_to(&encode(&down), &to).unwrap();
 
     // Wrong TTL (RFC 5881 §5): a packet that would otherwise pass.
     low_ttl.send_to(&encode(&down), &to).unwrap();
@@ -170,7 +178,7 @@ fn bad_packets_are_dropped_and_counted_and_the_session_stays_up() {
         malformed: 6,
         authenticated: 1,
         ttl: 1,
-        wrong_source: 0,
+        wrong_source: 1,
         wrong_discriminator: 1,
         admin_down: 0,
     };
