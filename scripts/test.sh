@@ -16,8 +16,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # Debian packages the integration tests run for real (network namespaces,
 # and later the BGP peers, keepalived, the CNI plugins).
 DEBIAN_PACKAGES=(iproute2 iputils-ping
-  bird2 gobgpd frr tcpdump # BGP peers of host/bgp and the speaker tests
-  nftables # holds BGP messages back on a test bridge to force connection collisions
+  bird2 gobgpd frr tcpdump # BGP and BFD peers of host/bgp, host/bfd and the speaker tests
+  nftables # holds BGP messages back to force connection collisions; hangs a node (BFD)
   iputils-arping ndisc6 socat keepalived # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
   openssl util-linux) # the test control plane's certificates; setpriv ties its processes to the tests
 
