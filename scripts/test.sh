@@ -48,7 +48,7 @@ step "format"
 cargo fmt --all -- --check
 
 step "no module cycle inside a crate (STYLE.md)"
-python3 scripts/module-graph.py host/core host/api host/policy host/bgp host/l2 host/membership host/k8s host/herald >/dev/null
+python3 scripts/module-graph.py host/core host/api host/policy host/bgp host/bfd host/l2 host/membership host/k8s host/herald >/dev/null
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
