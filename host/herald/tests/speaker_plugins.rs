@@ -294,7 +294,7 @@ fn bird_failing_plugin_follows_its_failure_policy_visibly() {
     // lines), then the plugin's name and what was done instead.
     let report = log
         .split("WARN herald::speaker: ")
-        .find(|r| r.starts_with("trapped"))
+        .find(|r| r.starts_with("failed for VIP") && r.contains("trapped"))
         .unwrap_or_else(|| panic!("the speaker reports no trap:\n{log}"));
     assert!(
         report.contains("the built-in policy decided") && report.contains("name=broken"),
