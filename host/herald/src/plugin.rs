@@ -12,13 +12,13 @@ use herald_core::announce::Rendezvous;
 use herald_core::cni::Pod;
 use herald_core::node::{Node, ZONE_LABEL};
 use herald_core::plugin::{
-    DEFAULT_CONFIG_JSON, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_TIMEOUT_MS, FailurePolicy, PluginSource,
-    PolicyPluginSpec, World,
+    DEFAULT_CONFIG_JSON, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_TIMEOUT_MS, FailurePolicy,
+    MAX_MEMORY_LIMIT_MIB, MAX_TIMEOUT_MS, PluginSource, PolicyPluginSpec, World,
 };
 use herald_core::policy::{AnnounceQuery, AnnouncerPolicy, Candidate, Mode, Policies};
 use herald_core::pool::{PoolDecl, PoolSpec};
 use herald_core::service::Service;
-use herald_core::{Allocator, Config, Snapshot};
+use herald_core::{Allocator, Config, Family, Snapshot};
 use herald_policy::{Error, Host, Loaded, Registry};
 
 /// `herald plugin …`.
@@ -30,22 +30,10 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Flags of `herald plugin check`.
+/// The component and what its `PolicyPlugin` would say, for both
+/// commands.
 #[derive(clap::Args)]
-pub struct CheckArgs {
-    /// The component (`.wasm`).
-    file: PathBuf,
-    /// The world it should implement (default: whichever it does).
-    #[arg(long, value_parser = parse_world)]
-    world: Option<World>,
-    /// The plugin's config, as JSON.
-    #[arg(long, default_value = DEFAULT_CONFIG_JSON)]
-    config: String,
-}
-
-/// Flags of `herald plugin bench`.
-#[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct Component {
     /// The component (`.wasm`).
     file: PathBuf,
     /// The world it implements (default: whichever it does).
@@ -54,6 +42,35 @@ pub struct BenchArgs {
     /// The plugin's config, as JSON.
     #[arg(long, default_value = DEFAULT_CONFIG_JSON)]
     config: String,
+    /// `timeoutMs`: the time limit of one call.
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_TIMEOUT_MS)))]
+    timeout_ms: u32,
+    /// `memoryLimitMiB`: the memory limit of one call.
+    #[arg(long = "memory-limit-mib", default_value_t = DEFAULT_MEMORY_LIMIT_MIB,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_MEMORY_LIMIT_MIB)))]
+    memory_limit_mib: u32,
+}
+
+/// Flags of `herald plugin check`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    component: Component,
+}
+
+/// Flags of `herald plugin bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    component: Component,
+    /// The pool an allocator chooses from: a CIDR or a range (IPv6 for
+    /// pools larger than a /24; the Services are of its family).
+    #[arg(long, default_value = "198.51.100.0/24")]
+    pool: String,
+    /// Services allocated per timed decision round (allocators).
+    #[arg(long, default_value_t = 3)]
+    services: u32,
     /// Decisions to time.
     #[arg(long, default_value_t = 2000)]
     iterations: u32,
@@ -61,6 +78,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50)]
     nodes: usize,
 }
+
+/// The pool of `herald plugin check`'s sample allocation.
+const DEFAULT_POOL: &str = "198.51.100.0/24";
 
 /// The name the checked component runs under.
 const SAMPLE: &str = "sample";
@@ -84,26 +104,22 @@ pub fn run(command: &Command) -> ExitCode {
     }
 }
 
-fn spec(world: World, bytes: &[u8], config: &str, file: &std::path::Path) -> PolicyPluginSpec {
+fn spec(world: World, bytes: &[u8], c: &Component) -> PolicyPluginSpec {
     use sha2::{Digest, Sha256};
     PolicyPluginSpec {
         world,
-        source: PluginSource::File(file.to_owned()),
+        source: PluginSource::File(c.file.clone()),
         sha256: Sha256::digest(bytes).into(),
-        config_json: config.to_owned(),
+        config_json: c.config.clone(),
         failure_policy: FailurePolicy::Fail,
-        timeout_ms: DEFAULT_TIMEOUT_MS,
-        memory_limit_mib: DEFAULT_MEMORY_LIMIT_MIB,
+        timeout_ms: c.timeout_ms,
+        memory_limit_mib: c.memory_limit_mib,
     }
 }
 
 /// Loads the component as `world`, or as whichever world it implements.
-fn load(
-    host: &Host,
-    file: &std::path::Path,
-    world: Option<World>,
-    config: &str,
-) -> Result<(Loaded, Vec<u8>), String> {
+fn load(host: &Host, c: &Component) -> Result<(Loaded, Vec<u8>), String> {
+    let (file, world, config) = (&c.file, c.world, &c.config);
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -114,7 +130,7 @@ fn load(
     let worlds: Vec<World> = world.map_or_else(|| World::ALL.to_vec(), |w| vec![w]);
     let mut why = Vec::new();
     for w in worlds {
-        match host.load(&name, &spec(w, &bytes, config, file), &bytes) {
+        match host.load(&name, &spec(w, &bytes, c), &bytes) {
             Ok(l) => return Ok((l, bytes)),
             // Only a world mismatch is worth trying the next world for.
             Err(e @ (Error::WrongWorld { .. } | Error::ForbiddenImport { .. }))
@@ -141,15 +157,17 @@ fn serde_json_check(config: &str) -> Result<(), String> {
 
 fn check(a: &CheckArgs) -> Result<(), String> {
     let host = Host::new().map_err(|e| e.to_string())?;
-    let (plugin, bytes) = load(&host, &a.file, a.world, &a.config)?;
-    println!("file:    {}", a.file.display());
+    let c = &a.component;
+    let (plugin, bytes) = load(&host, c)?;
+    println!("file:    {}", c.file.display());
     println!("sha256:  {}", plugin.digest());
     println!("world:   herald:policy/{}@0.1.0", plugin.world());
     let imports = herald_policy::host::imports(&host, &bytes).map_err(|e| e.to_string())?;
     println!("imports: {}", imports.join(", "));
-    println!("config:  valid ({})", a.config);
-    let registry = sample_registry(&host, spec(plugin.world(), &bytes, &a.config, &a.file))?;
-    let sample = sample_call(&plugin, &registry)?;
+    println!("config:  valid ({})", c.config);
+    let registry = sample_registry(&host, spec(plugin.world(), &bytes, c))?;
+    let snapshot = sample_snapshot(DEFAULT_POOL, 3)?;
+    let sample = sample_call(&plugin, &registry, &snapshot)?;
     println!("sample call:\n{sample}");
     println!("ok");
     Ok(())
@@ -178,21 +196,34 @@ fn sample_candidates(nodes: &[Node]) -> Vec<Candidate<'_>> {
         .collect()
 }
 
-fn sample_snapshot() -> Snapshot {
-    let mut spec = PoolSpec::new(vec!["198.51.100.0/24".parse().expect("a CIDR")]);
+fn sample_snapshot(pool: &str, services: u32) -> Result<Snapshot, String> {
+    let entry = pool.parse().map_err(|e| format!("--pool {pool:?}: {e}"))?;
+    let mut spec = PoolSpec::new(vec![entry]);
     spec.allocator_plugin = Some(SAMPLE.to_owned());
-    Snapshot {
+    let family = if pool.contains(':') {
+        Family::IPv6
+    } else {
+        Family::IPv4
+    };
+    Ok(Snapshot {
         pools: vec![PoolDecl {
             name: "sample".to_owned(),
             created: None,
             spec: Ok(spec),
         }],
-        services: ["web", "api", "db"]
-            .iter()
-            .map(|n| Service::new("shop", n))
+        services: (0..services)
+            .map(|i| {
+                let name = match i {
+                    0..3 => ["web", "api", "db"][i as usize].to_owned(),
+                    _ => format!("svc-{i}"),
+                };
+                let mut s = Service::new("shop", &name);
+                s.families = vec![family];
+                s
+            })
             .collect(),
         ..Snapshot::default()
-    }
+    })
 }
 
 /// A registry running the component as the plugin `sample`, the one
@@ -211,13 +242,16 @@ fn sample_registry(host: &Host, spec: PolicyPluginSpec) -> Result<Registry, Stri
 }
 
 /// One call on generated inputs, printed; an error if the plugin fails.
-fn sample_call(plugin: &Loaded, registry: &Registry) -> Result<String, String> {
+fn sample_call(
+    plugin: &Loaded,
+    registry: &Registry,
+    snapshot: &Snapshot,
+) -> Result<String, String> {
     let mut out = String::new();
     match plugin.world() {
         World::Allocator => {
-            let snapshot = sample_snapshot();
             let policies = registry.policies();
-            let plan = Allocator::new(&snapshot, &Config::default(), &policies).into_plan();
+            let plan = Allocator::new(snapshot, &Config::default(), &policies).into_plan();
             if let Some(e) = plan.errors.first() {
                 return Err(e.message.clone());
             }
@@ -296,8 +330,8 @@ fn time(iterations: u32, mut f: impl FnMut() -> Result<(), String>) -> Result<Du
 
 fn bench(a: &BenchArgs) -> Result<(), String> {
     let host = Host::new().map_err(|e| e.to_string())?;
-    let (plugin, bytes) = load(&host, &a.file, a.world, &a.config)?;
-    let s = spec(plugin.world(), &bytes, &a.config, &a.file);
+    let (plugin, bytes) = load(&host, &a.component)?;
+    let s = spec(plugin.world(), &bytes, &a.component);
     host.clear_cache();
     let (_, first) = host
         .load_timed(plugin.name(), &s, &bytes)
@@ -334,10 +368,15 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             (wasm, native, format!("L2 announce over {} nodes", a.nodes))
         }
         World::Allocator => {
-            let snapshot = sample_snapshot();
+            let snapshot = sample_snapshot(&a.pool, a.services)?;
             let registry = sample_registry(&host, s.clone())?;
             let policies = registry.policies();
-            let n = snapshot.services.len() as u32;
+            // A plugin that fails every decision has nothing to time.
+            let plan = Allocator::new(&snapshot, &Config::default(), &policies).into_plan();
+            if let Some(e) = plan.errors.first() {
+                return Err(format!("the plugin's decisions fail: {}", e.message));
+            }
+            let n = snapshot.services.len().max(1) as u32;
             let wasm = time(a.iterations, || {
                 drop(Allocator::new(&snapshot, &Config::default(), &policies));
                 Ok(())
@@ -353,7 +392,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             (
                 wasm,
                 native,
-                "allocation per Service (3 Services, /24)".to_owned(),
+                format!("allocation per Service ({n} Services, pool {})", a.pool),
             )
         }
         World::CniChain => {

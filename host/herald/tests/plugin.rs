@@ -148,6 +148,64 @@ fn bench_measures_a_plugin_beside_the_built_in_policy() {
     }
 }
 
+/// An allocator measured over a pool and a number of Services of the
+/// user's choosing, with the limits its PolicyPlugin would set.
+#[test]
+fn bench_takes_a_pool_services_and_the_plugin_s_limits() {
+    let p = plugin("stable-hash");
+    let out = herald(&[
+        "plugin",
+        "bench",
+        p.to_str().unwrap(),
+        "--iterations",
+        "3",
+        "--pool",
+        "2001:db8::/112",
+        "--services",
+        "50",
+        "--timeout-ms",
+        "500",
+        "--memory-limit-mib",
+        "32",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("allocation per Service (50 Services, pool 2001:db8::/112)"),
+        "{t}"
+    );
+    let (code, t) = check(&[p.to_str().unwrap(), "--timeout-ms", "0"]);
+    assert_eq!(code, 2, "a limit out of range is a usage error: {t}");
+}
+
+/// A plugin whose every decision fails has no decision rate: bench says
+/// why and exits non-zero.
+#[test]
+fn bench_of_a_plugin_that_always_fails_exits_non_zero() {
+    let p = plugin("hostile-trap");
+    let out = herald(&["plugin", "bench", p.to_str().unwrap(), "--iterations", "5"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("trapped"), "{t}");
+    assert!(!t.contains("decisions per second"), "{t}");
+}
+
+/// A component cut short is named as such, not as a section range.
+#[test]
+fn check_says_a_truncated_component_is_truncated() {
+    let bytes = std::fs::read(plugin("zone-spread")).unwrap();
+    let dir = std::env::temp_dir().join(format!("herald-plugin-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for cut in [1000, bytes.len() / 2, bytes.len() - 100] {
+        let f = dir.join(format!("cut-{cut}.wasm"));
+        std::fs::write(&f, &bytes[..cut]).unwrap();
+        let (code, t) = check(&[f.to_str().unwrap()]);
+        assert_ne!(code, 0, "{t}");
+        assert!(t.contains("the file is truncated"), "{cut}: {t}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A GitOps tree with a pool whose addresses the stable-hash plugin picks.
 fn tree(name: &str, digest: &str) -> PathBuf {
     let dir =

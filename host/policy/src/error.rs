@@ -62,8 +62,9 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
-    /// The plugin refuses its config (`validate-config`), or failed on it.
-    #[error("plugin {plugin:?}: config rejected: {message}")]
+    /// The plugin refuses its config (`validate-config` answered an
+    /// error), or failed on it (trapped, ran out of time or memory).
+    #[error("plugin {plugin:?}: validate-config {message}")]
     Config {
         /// The plugin's name.
         plugin: String,

@@ -340,7 +340,7 @@ impl Host {
         check_format(name, bytes)?;
         let component = Component::new(&self.inner.engine, bytes).map_err(|e| Error::Compile {
             plugin: name.to_owned(),
-            message: format!("{e:#}"),
+            message: compile_error(&e, bytes.len()),
         })?;
         self.cache().insert(key, component.clone());
         Ok((component, false))
@@ -366,6 +366,22 @@ pub fn read_source(name: &str, spec: &PolicyPluginSpec) -> Result<Vec<u8>> {
                 "source.configMap {namespace}/{cm} (key {key:?}) is read from the cluster; offline only source.file works"
             ),
         }),
+    }
+}
+
+/// wasmtime's compile error, said the way a plugin author can act on it:
+/// a file cut short (a copy or download that stopped) is named as such
+/// rather than as a section range or an end-of-file offset.
+fn compile_error(e: &wasmtime::Error, len: usize) -> String {
+    let text = format!("{e:#}");
+    let truncated = text.contains("unexpected end-of-file")
+        || (text.contains("section range") && text.contains(&format!("(bound = {len})")));
+    if truncated {
+        format!(
+            "the file is truncated ({len} bytes: a copy or build that stopped early?); wasmtime: {text}"
+        )
+    } else {
+        text
     }
 }
 
@@ -453,7 +469,7 @@ pub fn imports(host: &Host, component_bytes: &[u8]) -> Result<Vec<String>> {
     check_format("", component_bytes)?;
     let c = Component::new(host.engine(), component_bytes).map_err(|e| Error::Compile {
         plugin: String::new(),
-        message: format!("{e:#}"),
+        message: compile_error(&e, component_bytes.len()),
     })?;
     let mut v: Vec<String> = c
         .component_type()

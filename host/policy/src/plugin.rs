@@ -62,19 +62,32 @@ pub struct Loaded {
     pre: Pre,
 }
 
-/// How a call failed, before it becomes a [`PolicyError`].
-fn failure(e: &wasmtime::Error, output: &MemoryOutputPipe, elapsed: std::time::Duration) -> String {
+/// How a call failed, before it becomes a [`PolicyError`]: one line
+/// naming the limit that stopped it, if one did (wasmtime's own text
+/// carries a multi-line backtrace, kept out of reports).
+fn failure(
+    e: &wasmtime::Error,
+    output: &MemoryOutputPipe,
+    elapsed: std::time::Duration,
+    memory_bytes: usize,
+) -> String {
+    let mib = memory_bytes >> 20;
     let what = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "ran out of time (timeoutMs)".to_owned(),
         Some(Trap::UnreachableCodeReached) => "trapped (unreachable: a panic or abort)".to_owned(),
+        // A Rust or C guest keeps its stack in its linear memory, below
+        // its data: overflowing it writes below address 0.
+        Some(Trap::MemoryOutOfBounds) => "trapped: out of bounds memory access (also how a stack overflow in the plugin shows: its stack lives in its linear memory)".to_owned(),
+        Some(Trap::StackOverflow) => "trapped: stack overflow (call depth)".to_owned(),
         Some(trap) => format!("trapped: {trap}"),
         None => {
-            let text = format!("{e:#}");
+            let full = format!("{e:#}");
+            let text = full.lines().next().unwrap_or_default();
             // wasmtime's hostcall fuel (its error type is private).
-            if text.contains("fuel allocated for hostcalls") {
+            if full.contains("fuel allocated for hostcalls") {
                 format!("sent more data than the host accepts from one call: {text}")
-            } else if text.contains("memory") && text.contains("limit") {
-                format!("ran out of memory (memoryLimitMiB): {text}")
+            } else if full.contains("memory") && (full.contains("limit") || full.contains("grow")) {
+                format!("ran out of memory (memoryLimitMiB {mib}): {text}")
             } else {
                 format!("failed: {text}")
             }
@@ -195,7 +208,7 @@ impl Loaded {
                 "answered with an error: {}",
                 truncate(&message, MESSAGE_BYTES)
             ))),
-            Err(e) => Err(self.error(failure(&e, &output, elapsed))),
+            Err(e) => Err(self.error(failure(&e, &output, elapsed, self.memory_bytes))),
         }
     }
 
