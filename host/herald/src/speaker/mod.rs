@@ -170,7 +170,8 @@ struct Inputs {
 
 impl Source {
     /// Starts watching (before the first load, so no change is missed) and
-    /// loads the first inputs; an error is logged, with the exit status.
+    /// loads the first inputs; a failure is reported (logged, or one line on
+    /// stderr for the API's) and gives the exit status.
     async fn start(manifests: Option<&PathBuf>) -> Result<(Source, Inputs), ExitCode> {
         match manifests {
             Some(dir) => {
@@ -200,7 +201,7 @@ impl Source {
                         Ok((source, first))
                     }
                     Err(e) => {
-                        tracing::error!("{e}");
+                        // One line a user can act on, as the controller's.
                         eprintln!("herald speaker: {e}");
                         Err(ExitCode::FAILURE)
                     }
