@@ -3,13 +3,22 @@
 //! [`Snapshot`] and plugin specs. The manifest loader ([`crate::load`]) and
 //! the controller's reflectors (herald-k8s) both go through it, so
 //! `herald plan` and the cluster agree on the same objects by construction.
+//! The speaker's kinds (Nodes, `BGPPeer`s, advertisements, the passwords of
+//! `passwordSecret`s) go through it too when the speaker reads the API.
 
+use herald_core::bgp::{
+    BgpAdvertisement, BgpPeer, SecretKeyRef, SecretPasswords, TCP_MD5_MAX_KEY_LEN,
+};
+use herald_core::node::Node as CoreNode;
 use herald_core::plugin::PolicyPluginSpec;
 use herald_core::{ConfigError, Snapshot};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use kube::ResourceExt;
 
 use crate::FieldError;
+use crate::bgp::{BGPAdvertisement, BGPPeer};
+use crate::l2::L2Advertisement;
+use crate::node::validate_node;
 use crate::plugin::PolicyPlugin;
 use crate::pool::{IPAllocation, IPPool};
 use crate::service::{namespace_labels, validate_service};
@@ -54,4 +63,134 @@ pub fn add_allocation(snapshot: &mut Snapshot, record: &IPAllocation) -> Result<
 /// validated spec.
 pub fn plugin(plugin: &PolicyPlugin) -> Result<(String, PolicyPluginSpec), ConfigError> {
     Ok((plugin.name_any(), plugin.validate()?))
+}
+
+/// Adds a Node (the speaker's inputs); one whose addresses do not parse is
+/// reported and left out.
+pub fn add_node(nodes: &mut Vec<CoreNode>, node: &Node) -> Result<(), ConfigError> {
+    nodes.push(validate_node(node)?);
+    Ok(())
+}
+
+/// Adds a `BGPPeer`; one that does not validate is reported and left out.
+pub fn add_bgp_peer(peers: &mut Vec<BgpPeer>, peer: &BGPPeer) -> Result<(), ConfigError> {
+    peers.push(peer.validate()?);
+    Ok(())
+}
+
+/// Adds a `BGPAdvertisement`; one that does not validate is reported and
+/// left out.
+pub fn add_bgp_advertisement(
+    advertisements: &mut Vec<BgpAdvertisement>,
+    advertisement: &BGPAdvertisement,
+) -> Result<(), ConfigError> {
+    advertisements.push(advertisement.validate()?);
+    Ok(())
+}
+
+/// Adds an `L2Advertisement`; one that does not validate is reported and
+/// left out.
+pub fn add_l2_advertisement(
+    advertisements: &mut Vec<herald_core::l2::L2Advertisement>,
+    advertisement: &L2Advertisement,
+) -> Result<(), ConfigError> {
+    advertisements.push(advertisement.validate()?);
+    Ok(())
+}
+
+/// Records the TCP MD5 password a `passwordSecret` names, from its Secret
+/// (`None`: not found): the key's value, UTF-8, 1 to
+/// [`TCP_MD5_MAX_KEY_LEN`] bytes as `spec.password`, or why it is not
+/// usable. The value itself is never echoed.
+pub fn add_secret_password(
+    passwords: &mut SecretPasswords,
+    reference: &SecretKeyRef,
+    secret: Option<&Secret>,
+) {
+    let what = format!(
+        "Secret {}/{} key {:?}",
+        reference.namespace, reference.name, reference.key
+    );
+    let value = match secret {
+        None => Err(format!("{what}: the Secret is not found")),
+        Some(secret) => {
+            let bytes = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&reference.key))
+                .map(|b| b.0.clone())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(&reference.key))
+                        .map(|s| s.clone().into_bytes())
+                });
+            match bytes {
+                None => Err(format!("{what}: the Secret has no such key")),
+                Some(bytes) => match String::from_utf8(bytes) {
+                    Err(_) => Err(format!("{what}: the value is not UTF-8")),
+                    Ok(p) if p.is_empty() => Err(format!("{what}: the value is empty")),
+                    Ok(p) if p.len() > TCP_MD5_MAX_KEY_LEN => Err(format!(
+                        "{what}: the value is {} bytes long; a TCP MD5 key is at most {TCP_MD5_MAX_KEY_LEN}",
+                        p.len()
+                    )),
+                    Ok(p) => Ok(p),
+                },
+            }
+        }
+    };
+    passwords.insert(reference.clone(), value);
+}
+
+#[cfg(test)]
+mod speaker_tests {
+    use super::*;
+
+    fn reference() -> SecretKeyRef {
+        SecretKeyRef {
+            namespace: "herald".into(),
+            name: "tor".into(),
+            key: "password".into(),
+        }
+    }
+
+    fn secret(yaml: &str) -> Secret {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_secret_password_is_read_and_its_problems_named() {
+        let mut passwords = SecretPasswords::default();
+        let r = reference();
+        add_secret_password(&mut passwords, &r, None);
+        assert!(
+            passwords
+                .get(&r)
+                .unwrap()
+                .as_ref()
+                .unwrap_err()
+                .contains("not found")
+        );
+        let s = secret("metadata: {name: tor, namespace: herald}\ndata: {other: czNjcmV0}\n");
+        add_secret_password(&mut passwords, &r, Some(&s));
+        assert!(
+            passwords
+                .get(&r)
+                .unwrap()
+                .as_ref()
+                .unwrap_err()
+                .contains("no such key")
+        );
+        let s = secret("metadata: {name: tor, namespace: herald}\ndata: {password: czNjcmV0}\n");
+        add_secret_password(&mut passwords, &r, Some(&s));
+        assert_eq!(passwords.get(&r), Some(&Ok("s3cret".to_owned())));
+        let long = "x".repeat(TCP_MD5_MAX_KEY_LEN + 1);
+        let s = secret(&format!(
+            "metadata: {{name: tor, namespace: herald}}\nstringData: {{password: {long}}}\n"
+        ));
+        add_secret_password(&mut passwords, &r, Some(&s));
+        let e = passwords.get(&r).unwrap().as_ref().unwrap_err();
+        assert!(e.contains("at most 80") && !e.contains(&long), "{e}");
+    }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use herald_core::Family;
-use herald_core::bgp::{BgpPeer, Password, SecretKeyRef};
+use herald_core::bgp::{BgpPeer, Password, SecretKeyRef, SecretPasswords};
 
 use crate::fsm;
 
@@ -76,6 +76,18 @@ pub enum PeerConfigError {
         .0.namespace, .0.name, .0.key
     )]
     PasswordInSecret(SecretKeyRef),
+    /// The password's Secret could not be used (not found, no such key, an
+    /// unusable value) or has not been read yet.
+    #[error(
+        "the password in Secret {}/{} (key {:?}) is not usable: {reason}",
+        .secret.namespace, .secret.name, .secret.key
+    )]
+    SecretUnusable {
+        /// The reference.
+        secret: SecretKeyRef,
+        /// Why (one line).
+        reason: String,
+    },
 }
 
 impl PeerConfig {
@@ -87,10 +99,14 @@ impl PeerConfig {
     /// - TTL: `ebgpMultiHop` when set, [`EBGP_TTL`] on other eBGP sessions,
     ///   the kernel's default on iBGP;
     /// - graceful restart with [`GRACEFUL_RESTART_TIME`] when asked for;
-    /// - next hops of either family: the node's first address of it.
+    /// - next hops of either family: the node's first address of it;
+    /// - the password: `spec.password`, or the one `secrets` holds for
+    ///   `passwordSecret` (the speaker on the API reads them; standalone
+    ///   mode has no `secrets` and refuses a `passwordSecret`).
     pub fn for_node(
         peer: &BgpPeer,
         node_addresses: &[IpAddr],
+        secrets: Option<&SecretPasswords>,
     ) -> Result<PeerConfig, PeerConfigError> {
         let next_hop_v4 = node_addresses.iter().find_map(|a| match a {
             IpAddr::V4(a) => Some(*a),
@@ -112,7 +128,22 @@ impl PeerConfig {
         let password = match &peer.password {
             None => None,
             Some(Password::Inline(p)) => Some(p.clone()),
-            Some(Password::Secret(s)) => return Err(PeerConfigError::PasswordInSecret(s.clone())),
+            Some(Password::Secret(s)) => match secrets.map(|all| all.get(s)) {
+                None => return Err(PeerConfigError::PasswordInSecret(s.clone())),
+                Some(Some(Ok(p))) => Some(p.clone()),
+                Some(Some(Err(reason))) => {
+                    return Err(PeerConfigError::SecretUnusable {
+                        secret: s.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                Some(None) => {
+                    return Err(PeerConfigError::SecretUnusable {
+                        secret: s.clone(),
+                        reason: "not read yet".to_owned(),
+                    });
+                }
+            },
         };
         Ok(PeerConfig {
             name: peer.name.clone(),
@@ -161,7 +192,12 @@ mod tests {
     #[test]
     fn router_id_is_the_peers_then_the_ipv4_source_then_the_nodes_first_ipv4() {
         let node = addrs(&["2001:db8::2", "192.0.2.2", "192.0.2.3"]);
-        let id = |peer: &BgpPeer| PeerConfig::for_node(peer, &node).unwrap().fsm.router_id;
+        let id = |peer: &BgpPeer| {
+            PeerConfig::for_node(peer, &node, None)
+                .unwrap()
+                .fsm
+                .router_id
+        };
         assert_eq!(id(&ebgp()), Ipv4Addr::new(192, 0, 2, 2));
         let mut peer = ebgp();
         peer.source_address = Some("192.0.2.9".parse().unwrap());
@@ -178,12 +214,12 @@ mod tests {
     #[test]
     fn an_ipv6_only_node_needs_a_router_id() {
         let node = addrs(&["2001:db8::2"]);
-        let e = PeerConfig::for_node(&ebgp(), &node).unwrap_err();
+        let e = PeerConfig::for_node(&ebgp(), &node, None).unwrap_err();
         assert_eq!(e, PeerConfigError::NoRouterId);
         assert!(e.to_string().contains("routerID"), "{e}");
         let mut peer = ebgp();
         peer.router_id = Some(Ipv4Addr::new(10, 0, 0, 1));
-        let config = PeerConfig::for_node(&peer, &node).unwrap();
+        let config = PeerConfig::for_node(&peer, &node, None).unwrap();
         assert_eq!(config.next_hop_v4, None);
         assert_eq!(config.next_hop_v6, Some("2001:db8::2".parse().unwrap()));
     }
@@ -191,7 +227,7 @@ mod tests {
     #[test]
     fn ttl_is_one_on_ebgp_the_multihop_when_set_and_the_kernels_on_ibgp() {
         let node = addrs(&["192.0.2.2"]);
-        let ttl = |peer: &BgpPeer| PeerConfig::for_node(peer, &node).unwrap().ttl;
+        let ttl = |peer: &BgpPeer| PeerConfig::for_node(peer, &node, None).unwrap().ttl;
         assert_eq!(ttl(&ebgp()), Some(EBGP_TTL));
         let mut peer = ebgp();
         peer.ebgp_multihop = Some(3);
@@ -205,7 +241,7 @@ mod tests {
     fn graceful_restart_time_only_when_asked_for() {
         let node = addrs(&["192.0.2.2"]);
         let gr = |peer: &BgpPeer| {
-            PeerConfig::for_node(peer, &node)
+            PeerConfig::for_node(peer, &node, None)
                 .unwrap()
                 .fsm
                 .graceful_restart
@@ -224,7 +260,8 @@ mod tests {
         peer.families = vec![Family::IPv6];
         peer.passive = true;
         peer.password = Some(Password::Inline("s3cret".into()));
-        let config = PeerConfig::for_node(&peer, &addrs(&["192.0.2.2", "2001:db8::2"])).unwrap();
+        let config =
+            PeerConfig::for_node(&peer, &addrs(&["192.0.2.2", "2001:db8::2"]), None).unwrap();
         assert_eq!(config.name, "tor");
         assert_eq!(config.remote, "192.0.2.1:1179".parse().unwrap());
         assert_eq!(config.password.as_deref(), Some("s3cret"));
@@ -247,16 +284,41 @@ mod tests {
             name: "tor-md5".into(),
             key: "password".into(),
         }));
-        let e = PeerConfig::for_node(&peer, &addrs(&["192.0.2.2"])).unwrap_err();
+        let e = PeerConfig::for_node(&peer, &addrs(&["192.0.2.2"]), None).unwrap_err();
         assert!(matches!(e, PeerConfigError::PasswordInSecret(_)), "{e:?}");
         assert!(e.to_string().contains("herald/tor-md5"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_password_is_taken_once_read_and_its_problem_named_otherwise() {
+        let secret = SecretKeyRef {
+            namespace: "herald".into(),
+            name: "tor-md5".into(),
+            key: "password".into(),
+        };
+        let mut peer = ebgp();
+        peer.password = Some(Password::Secret(secret.clone()));
+        let node = addrs(&["192.0.2.2"]);
+        let mut secrets = SecretPasswords::default();
+        let e = PeerConfig::for_node(&peer, &node, Some(&secrets)).unwrap_err();
+        assert!(e.to_string().contains("not read yet"), "{e}");
+        secrets.insert(
+            secret.clone(),
+            Err("Secret herald/tor-md5 not found".into()),
+        );
+        let e = PeerConfig::for_node(&peer, &node, Some(&secrets)).unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+        secrets.insert(secret, Ok("s3cret".into()));
+        let config = PeerConfig::for_node(&peer, &node, Some(&secrets)).unwrap();
+        assert_eq!(config.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{secrets:?}").contains("s3cret"));
     }
 
     #[test]
     fn debug_output_never_shows_the_md5_password() {
         let mut peer = ebgp();
         peer.password = Some(Password::Inline("s3cret-md5-key".into()));
-        let config = PeerConfig::for_node(&peer, &addrs(&["192.0.2.2"])).unwrap();
+        let config = PeerConfig::for_node(&peer, &addrs(&["192.0.2.2"]), None).unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");

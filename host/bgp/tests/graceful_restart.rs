@@ -74,7 +74,7 @@ impl Speaker {
             node_selector: LabelSelector::default(),
         };
         let node_addresses: Vec<IpAddr> = vec![NODE.parse().unwrap()];
-        let config = PeerConfig::for_node(&peer, &node_addresses).unwrap();
+        let config = PeerConfig::for_node(&peer, &node_addresses, None).unwrap();
         let (crash, crashed) = oneshot::channel();
         let (status_tx, status_rx) = std::sync::mpsc::channel();
         let ns = node.name().to_owned();

@@ -438,6 +438,39 @@ impl fmt::Debug for Password {
     }
 }
 
+/// TCP MD5 passwords read from the Secrets that `passwordSecret`s name
+/// (the speaker on the API), by reference: each the password, or why there
+/// is none (one line naming the Secret and key). Its `Debug` shows no
+/// password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretPasswords(std::collections::BTreeMap<SecretKeyRef, Result<String, String>>);
+
+impl SecretPasswords {
+    /// Records what was read for `key`.
+    pub fn insert(&mut self, key: SecretKeyRef, value: Result<String, String>) {
+        self.0.insert(key, value);
+    }
+
+    /// What was read for `key`; `None` when it was never looked up.
+    pub fn get(&self, key: &SecretKeyRef) -> Option<&Result<String, String>> {
+        self.0.get(key)
+    }
+}
+
+impl fmt::Debug for SecretPasswords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = match v {
+                    Ok(_) => "<redacted>",
+                    Err(e) => e.as_str(),
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// A key of a namespaced Secret.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SecretKeyRef {

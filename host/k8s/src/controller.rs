@@ -164,7 +164,7 @@ fn report(errors: &[ConfigError], reported: &mut BTreeSet<ConfigError>) {
 }
 
 /// Waits for a change (or `wake`), then for the burst to end.
-async fn next_change(changed: &mut Changed, wake: Option<Duration>) {
+pub(crate) async fn next_change(changed: &mut Changed, wake: Option<Duration>) {
     match wake {
         Some(after) => {
             let _ = tokio::time::timeout(after, changed.recv()).await;
@@ -240,7 +240,7 @@ async fn preflight(client: &Client) -> Result<()> {
 }
 
 /// Lists one object of a kind, cluster-wide.
-async fn probe<K>(client: &Client, resource: &'static str) -> Result<()>
+pub(crate) async fn probe<K>(client: &Client, resource: &'static str) -> Result<()>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {

@@ -19,17 +19,20 @@
 //!   reported for a new plan, released records deleted last;
 //! - [`controller`]: the loop: wait for a change, debounce, plan, write the
 //!   difference;
-//! - [`error`]: failures, each one line naming what to fix.
+//! - [`error`]: failures, each one line naming what to fix;
+//! - [`speaker`]: the speaker's side: reflectors for what `herald speaker`
+//!   reads (and the Secrets `BGPPeer`s name, each watched by name), built
+//!   into the same `Manifests` the standalone speaker plans from.
 //!
 //! Not built yet: leader election (run one replica), Events, `IPPool` and
-//! `PolicyPlugin` status, `PolicyPlugin` sources from ConfigMaps, the
-//! speaker's reflectors.
+//! `PolicyPlugin` status, `PolicyPlugin` sources from ConfigMaps.
 
 pub mod controller;
 pub mod diff;
 pub mod error;
 pub mod inputs;
 pub mod reflect;
+pub mod speaker;
 pub mod write;
 
 pub use controller::{Settings, connect, run};

@@ -147,16 +147,31 @@ fn at_least(have: Option<&str>, written: &str) -> bool {
 }
 
 /// A store fed by a watcher of `api`, sending change signals on `tx`.
-fn reflect<K>(api: Api<K>, resource: &'static str, tx: &mpsc::Sender<()>) -> Store<K>
+pub(crate) fn reflect<K>(api: Api<K>, resource: &'static str, tx: &mpsc::Sender<()>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    // The watcher runs as long as the process.
+    reflect_with(api, watcher::Config::default(), resource, tx).0
+}
+
+/// A store fed by a watcher of `api` with `config`, sending change signals
+/// on `tx`; aborting the handle ends the watcher.
+pub(crate) fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    resource: &'static str,
+    tx: &mpsc::Sender<()>,
+) -> (Store<K>, tokio::task::AbortHandle)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
     let tx = tx.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
         while let Some(event) = stream.next().await {
@@ -179,7 +194,7 @@ where
             }
         }
     });
-    reader
+    (reader, task.abort_handle())
 }
 
 /// A watcher's failure as one line.

@@ -7,8 +7,9 @@
 //! listening sockets shared by the sessions (`--bgp-listen`, on each peer's
 //! port); passive peers only have those. On shutdown the sockets close and
 //! every session sends a Cease. A session's settings (router ID, TTL,
-//! graceful restart) are decided by [`PeerConfig::for_node`]; a peer the
-//! node cannot open is logged and left out.
+//! graceful restart, the password of a `passwordSecret` as the view holds
+//! it) are decided by [`PeerConfig::for_node`]; a peer the node cannot open
+//! is logged and left out.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -59,7 +60,8 @@ async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
             if !peer.node_selector.matches(&node.labels) {
                 continue;
             }
-            let config = match PeerConfig::for_node(peer, &node.addresses) {
+            let config = match PeerConfig::for_node(peer, &node.addresses, view.passwords.as_ref())
+            {
                 Ok(config) => config,
                 Err(e) => {
                     tracing::warn!(peer = %peer.name, node = %node.name, error = %e, "no session with this peer");

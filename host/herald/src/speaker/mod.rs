@@ -1,10 +1,13 @@
-//! `herald speaker` in standalone mode: a node's speaker fed from a
-//! manifests directory (DESIGN.md §7).
+//! `herald speaker`: a node's speaker (DESIGN.md §7), fed from a manifests
+//! directory (standalone mode, `--manifests`) or from the Kubernetes API
+//! (herald-k8s's speaker reflectors, with the passwords of the Secrets
+//! `BGPPeer`s name). Both give the same [`Manifests`] to the same planner,
+//! plugin registry and drivers.
 //!
 //! Tasks and channels:
 //!
 //! ```text
-//! manifests dir ──events──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
+//! manifests dir / API ──► reload ──► announce() ──► watch<Arc<View>> ──┬─► bgp::run  (sessions, RIB-out, listeners)
 //!                               ▲          ▲                             └─► l2::run   (ARP/NDP owner)
 //!              membership ──────┘          └── plugin registry (announcer plugins, synced on reload)
 //!              (alive speakers)
@@ -13,7 +16,9 @@
 //!
 //! Changes are noticed from inotify events, debounced, with a slow poll
 //! behind them (`changes`): a change reaches the drivers within tens of
-//! milliseconds, and within a second wherever events are missing.
+//! milliseconds, and within a second wherever events are missing. On the
+//! API, from the watchers' events, debounced the same way as the
+//! controller's (a burst is one plan).
 //!
 //! A change that does not load (a file that does not parse, an object that
 //! does not fit its kind) changes nothing: the speaker keeps the whole last
@@ -56,6 +61,7 @@ use std::time::Duration;
 use herald_api::load::{Manifests, load_paths};
 use herald_core::Config;
 use herald_core::announce::{AnnounceInput, Announcements, announce};
+use herald_core::bgp::SecretPasswords;
 use herald_membership::Membership;
 use herald_policy::Registry;
 use tokio::sync::watch;
@@ -74,13 +80,16 @@ const PLUGIN_RETRY: Duration = Duration::from_secs(10);
 /// Flags of `herald speaker`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// This node's name (the Node object in the manifests).
+    /// This node's name (its Node object; in a pod, from the downward API:
+    /// `spec.nodeName`).
     #[arg(long, env = "HERALD_NODE")]
     node: String,
     /// The manifests directory (standalone mode): Node, Services with
-    /// status, EndpointSlices, IPPools, BGPPeers, advertisements.
+    /// status, EndpointSlices, IPPools, BGPPeers, advertisements. Without
+    /// it the speaker reads the cluster of `KUBECONFIG` (else
+    /// `~/.kube/config`, or in a pod the in-cluster configuration).
     #[arg(long, env = "HERALD_MANIFESTS")]
-    manifests: PathBuf,
+    manifests: Option<PathBuf>,
     /// The loadBalancerClass Herald serves.
     #[arg(long, default_value = herald_core::config::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
     load_balancer_class: String,
@@ -117,6 +126,9 @@ pub struct View {
     pub node: String,
     /// The manifests the plan was made from.
     pub manifests: Manifests,
+    /// The passwords of the Secrets `BGPPeer`s name (`None`: standalone
+    /// mode, which cannot read Secrets).
+    pub passwords: Option<SecretPasswords>,
     /// The whole plan (drivers pick their node's part).
     pub announcements: Announcements,
     /// The speakers considered alive.
@@ -139,21 +151,101 @@ pub fn run(args: Args) -> ExitCode {
     runtime.block_on(serve(args))
 }
 
+/// Where the speaker's objects come from.
+enum Source {
+    /// A manifests directory and its change events.
+    Files {
+        dir: PathBuf,
+        changes: changes::Changes,
+    },
+    /// The Kubernetes API.
+    Cluster(Box<herald_k8s::speaker::SpeakerStores>),
+}
+
+/// What one plan is made from.
+struct Inputs {
+    manifests: Manifests,
+    passwords: Option<SecretPasswords>,
+}
+
+impl Source {
+    /// Starts watching (before the first load, so no change is missed) and
+    /// loads the first inputs; a failure is reported (logged, or one line on
+    /// stderr for the API's) and gives the exit status.
+    async fn start(manifests: Option<&PathBuf>) -> Result<(Source, Inputs), ExitCode> {
+        match manifests {
+            Some(dir) => {
+                let mut source = Source::Files {
+                    dir: dir.clone(),
+                    changes: changes::Changes::new(dir),
+                };
+                match source.load() {
+                    Ok(first) => Ok((source, first)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load the manifests");
+                        Err(ExitCode::from(crate::EXIT_INVALID_INPUT))
+                    }
+                }
+            }
+            None => {
+                let stores = async {
+                    let client = herald_k8s::connect().await?;
+                    herald_k8s::speaker::SpeakerStores::start(client).await
+                };
+                match stores.await {
+                    Ok(stores) => {
+                        stores.ready().await;
+                        tracing::info!("stores filled; planning");
+                        let mut source = Source::Cluster(Box::new(stores));
+                        let first = source.load().map_err(|_| ExitCode::FAILURE)?;
+                        Ok((source, first))
+                    }
+                    Err(e) => {
+                        // One line a user can act on, as the controller's.
+                        eprintln!("herald speaker: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the next change.
+    async fn next(&mut self) {
+        match self {
+            Source::Files { changes, .. } => changes.next().await,
+            Source::Cluster(stores) => stores.next_change().await,
+        }
+    }
+
+    /// The inputs as they are now.
+    fn load(&mut self) -> Result<Inputs, herald_api::load::LoadError> {
+        match self {
+            Source::Files { dir, .. } => Ok(Inputs {
+                manifests: load_paths(&[dir])?,
+                passwords: None,
+            }),
+            Source::Cluster(stores) => {
+                let (manifests, passwords) = stores.inputs();
+                Ok(Inputs {
+                    manifests,
+                    passwords: Some(passwords),
+                })
+            }
+        }
+    }
+}
+
 async fn serve(args: Args) -> ExitCode {
     let config = Config {
         load_balancer_class: args.load_balancer_class.clone(),
     };
-    // Watching starts before the first load, so no change is missed.
-    let mut changes = changes::Changes::new(&args.manifests);
-    let manifests = match load_paths(&[&args.manifests]) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load the manifests");
-            return ExitCode::from(crate::EXIT_INVALID_INPUT);
-        }
+    let (mut source, inputs) = match Source::start(args.manifests.as_ref()).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    if !manifests.nodes.iter().any(|n| n.name == args.node) {
-        tracing::warn!(node = %args.node, "no Node object for this node in the manifests yet: nothing is announced until one appears");
+    if !inputs.manifests.nodes.iter().any(|n| n.name == args.node) {
+        tracing::warn!(node = %args.node, "no Node object for this node yet: nothing is announced until one appears");
     }
     let membership = match args.gossip_bind {
         Some(bind) => match Membership::join(&args.node, bind, &args.members).await {
@@ -175,7 +267,7 @@ async fn serve(args: Args) -> ExitCode {
     let mut registry = Registry::new();
     let first = reload(
         &args.node,
-        manifests,
+        inputs,
         &config,
         &mut registry,
         alive(&mut peers),
@@ -200,10 +292,10 @@ async fn serve(args: Args) -> ExitCode {
     loop {
         let planned = view_tx.borrow().alive.clone();
         tokio::select! {
-            () = changes.next() => {
-                match load_paths(&[&args.manifests]) {
-                    Ok(m) => {
-                        let view = reload(&args.node, m, &config, &mut registry, alive(&mut peers));
+            () = source.next() => {
+                match source.load() {
+                    Ok(inputs) => {
+                        let view = reload(&args.node, inputs, &config, &mut registry, alive(&mut peers));
                         tracing::info!(routes = view.announcements.routes_of(&args.node).count(), owned = view.announcements.owned_by(&args.node).count(), "manifests changed");
                         view_tx.send_replace(Arc::new(view));
                     }
@@ -214,13 +306,13 @@ async fn serve(args: Args) -> ExitCode {
             // (its file may arrive late, a first call may have run out of
             // time on a loaded machine), not only at the next change.
             () = tokio::time::sleep(PLUGIN_RETRY), if registry.has_failures() => {
-                let manifests = view_tx.borrow().manifests.clone();
-                let view = reload(&args.node, manifests, &config, &mut registry, alive(&mut peers));
+                let inputs = view_tx.borrow().inputs();
+                let view = reload(&args.node, inputs, &config, &mut registry, alive(&mut peers));
                 view_tx.send_replace(Arc::new(view));
             }
             Some(()) = membership_changed(&mut peers, planned) => {
-                let manifests = view_tx.borrow().manifests.clone();
-                let view = reload(&args.node, manifests, &config, &mut registry, alive(&mut peers));
+                let inputs = view_tx.borrow().inputs();
+                let view = reload(&args.node, inputs, &config, &mut registry, alive(&mut peers));
                 tracing::info!(alive = ?view.alive, owned = view.announcements.owned_by(&args.node).count(), "membership changed");
                 view_tx.send_replace(Arc::new(view));
             }
@@ -258,16 +350,16 @@ async fn membership_changed(
 /// `block_in_place`: loading compiles, and plugin calls block (module docs).
 fn reload(
     node: &str,
-    manifests: Manifests,
+    inputs: Inputs,
     config: &Config,
     registry: &mut Registry,
     alive: Option<BTreeSet<String>>,
 ) -> View {
     tokio::task::block_in_place(|| {
-        for e in registry.sync(&manifests.plugins) {
+        for e in registry.sync(&inputs.manifests.plugins) {
             tracing::warn!(plugin = %e.name, "{}", e.message);
         }
-        plan(node, manifests, config, registry, alive)
+        plan(node, inputs, config, registry, alive)
     })
 }
 
@@ -276,7 +368,10 @@ fn reload(
 /// in the manifests counts as alive.
 fn plan(
     node: &str,
-    manifests: Manifests,
+    Inputs {
+        manifests,
+        passwords,
+    }: Inputs,
     config: &Config,
     registry: &Registry,
     alive: Option<BTreeSet<String>>,
@@ -303,7 +398,18 @@ fn plan(
     View {
         node: node.to_owned(),
         manifests,
+        passwords,
         announcements,
         alive,
+    }
+}
+
+impl View {
+    /// What this view was planned from, to plan again.
+    fn inputs(&self) -> Inputs {
+        Inputs {
+            manifests: self.manifests.clone(),
+            passwords: self.passwords.clone(),
+        }
     }
 }
