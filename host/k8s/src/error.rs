@@ -38,7 +38,7 @@ pub enum Error {
     },
     /// RBAC refused a request (403).
     #[error(
-        "forbidden: cannot {verb} {resource}: grant the controller's identity {verb} on {resource} ({message})"
+        "forbidden: cannot {verb} {resource}: grant Herald's identity (its ServiceAccount or kubeconfig user) {verb} on {resource} ({message})"
     )]
     Forbidden {
         /// The verb (`list`, `create`, `patch`…).
