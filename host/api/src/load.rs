@@ -11,9 +11,18 @@
 //!   entry, a bad community) is reported in [`Manifests::errors`] and the
 //!   rest goes on, as the controller would do in a cluster;
 //! - kinds Herald does not read are skipped with a note.
+//!
+//! Hostile files are refused before they are read: a path that is not a
+//! regular file (a FIFO would block the read forever, a device such as
+//! `/dev/zero` never ends) is an error when named, and when found in a
+//! directory under a manifest name (`.yaml`, `.yml`, `.json`); a file
+//! larger than [`MAX_MANIFEST_BYTES`] is an error. A leading UTF-8 byte
+//! order mark is dropped. An object of a kind Herald reads must have a
+//! `metadata.name`, as the API server requires.
 
 use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use herald_core::bgp::{BgpAdvertisement, BgpPeer};
@@ -81,6 +90,12 @@ impl fmt::Display for Location {
     }
 }
 
+/// The largest manifest file read: 64 MiB. 100,000 Services are about
+/// 20 MB of YAML, so real manifests fit with room to spare; the limit keeps
+/// a runaway generator's output (or a file of zeros) from filling memory:
+/// the parsed form takes several times the text.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// Why the manifests could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -92,6 +107,20 @@ pub enum LoadError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A path that is neither a directory nor a regular file.
+    #[error("{}: is {what}, not a regular file or directory", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is (`a FIFO`).
+        what: &'static str,
+    },
+    /// A file larger than [`MAX_MANIFEST_BYTES`].
+    #[error("{}: larger than {} MiB, the most Herald reads from one manifest file", path.display(), MAX_MANIFEST_BYTES >> 20)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// A document is not valid YAML, or an object does not fit its kind.
     #[error("{at}: {what}: {message}")]
@@ -114,13 +143,46 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, LoadError> {
     }
     let mut out = Manifests::default();
     for file in files {
-        let text = fs::read_to_string(&file).map_err(|source| LoadError::Read {
-            path: file.clone(),
-            source,
-        })?;
+        let text = read_manifest(&file)?;
         load_str(&file, &text, &mut out)?;
     }
     Ok(out)
+}
+
+/// Reads a file [`collect`] found to be regular, at most
+/// [`MAX_MANIFEST_BYTES`] of it.
+fn read_manifest(file: &Path) -> Result<String, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: file.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(file)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(LoadError::TooLarge {
+            path: file.to_owned(),
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+/// What a path that is not a regular file or a directory is.
+fn special_file(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
 }
 
 fn collect(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
@@ -134,9 +196,18 @@ fn collect(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> Result<(), 
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-        if explicit || manifest {
-            files.push(path.to_owned());
+        if !(explicit || manifest) {
+            return Ok(());
         }
+        // Checked before opening: opening a FIFO blocks until a writer
+        // comes, and a device can be read forever.
+        if !meta.is_file() {
+            return Err(LoadError::NotAFile {
+                path: path.to_owned(),
+                what: special_file(meta.file_type()),
+            });
+        }
+        files.push(path.to_owned());
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = fs::read_dir(path)
@@ -161,6 +232,7 @@ fn collect(path: &Path, explicit: bool, files: &mut Vec<PathBuf>) -> Result<(), 
 struct Header {
     api_version: String,
     kind: String,
+    name: String,
     what: String,
 }
 
@@ -181,6 +253,7 @@ impl Header {
         Header {
             api_version,
             kind,
+            name,
             what,
         }
     }
@@ -192,11 +265,14 @@ pub fn load_str(path: &Path, text: &str, out: &mut Manifests) -> Result<(), Load
     // their line). Pass 2: deserialize each document again, straight from
     // the text, into its type, so type errors carry their line too. Between
     // the passes only each document's skeleton is kept.
+    // A byte order mark is not part of the first document (the YAML parser
+    // would read it as a document of its own).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut values = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Value::deserialize(doc).map_err(|e| LoadError::Invalid {
             at: location(path, &e),
-            what: format!("document {}", values.len() + 1),
+            what: named_anyway(text, values.len()),
             message: clean(&e),
         })?;
         values.push(skeleton(value));
@@ -208,6 +284,45 @@ pub fn load_str(path: &Path, text: &str, out: &mut Manifests) -> Result<(), Load
         load_document(path, i + 1, doc, value, out)?;
     }
     Ok(())
+}
+
+/// What a document that pass 1 could not hold as a [`Value`] is (an
+/// integer of 2^64 or more does not fit one): `document N (Kind "name")`
+/// when its header still reads, else `document N`.
+fn named_anyway(text: &str, index: usize) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        api_version: Option<String>,
+        kind: Option<String>,
+        metadata: Option<Meta>,
+    }
+    #[derive(Deserialize)]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+    }
+    let head = serde_yaml_ng::Deserializer::from_str(text)
+        .nth(index)
+        .and_then(|doc| Head::deserialize(doc).ok());
+    let Some(head) = head else {
+        return format!("document {}", index + 1);
+    };
+    let mut map = Mapping::new();
+    let mut meta = Mapping::new();
+    let put = |map: &mut Mapping, key: &str, v: Option<String>| {
+        if let Some(v) = v {
+            map.insert(key.into(), v.into());
+        }
+    };
+    put(&mut map, "apiVersion", head.api_version);
+    put(&mut map, "kind", head.kind);
+    if let Some(m) = head.metadata {
+        put(&mut meta, "name", m.name);
+        put(&mut meta, "namespace", m.namespace);
+    }
+    map.insert("metadata".into(), Value::Mapping(meta));
+    Header::of(index + 1, &Value::Mapping(map)).what
 }
 
 /// What pass 2 needs of a document parsed in pass 1: a `List` whole (its
@@ -269,6 +384,25 @@ where
         ));
     }
     let herald = header.api_version.split('/').next() == Some(GROUP);
+    let read = matches!(
+        (header.api_version.as_str(), header.kind.as_str()),
+        ("v1", "Service" | "Node" | "Namespace")
+            | ("discovery.k8s.io/v1", "EndpointSlice")
+            | (
+                API_VERSION,
+                "IPPool"
+                    | "IPAllocation"
+                    | "BGPPeer"
+                    | "BGPAdvertisement"
+                    | "L2Advertisement"
+                    | "PolicyPlugin"
+            )
+    );
+    if read && header.name.is_empty() {
+        return Err(invalid(
+            "metadata.name is missing or empty (the API server requires a name)".into(),
+        ));
+    }
     match (header.api_version.as_str(), header.kind.as_str()) {
         ("v1", "Service") => {
             let svc: Service = typed(path, &header, doc, false)?;
@@ -382,7 +516,13 @@ where
             let field = e.path().to_string();
             let inner = e.into_inner();
             // The YAML parser names the path itself when it knows it.
-            let text = clean(&inner);
+            let mut text = clean(&inner);
+            if text.contains(OUT_OF_TIME) {
+                text = format!(
+                    "a time after {}, the latest Herald can represent (the API server accepts up to 9999-12-31T23:59:59Z)",
+                    k8s_openapi::jiff::Timestamp::MAX.strftime("%Y-%m-%dT%H:%M:%SZ")
+                );
+            }
             let message = if field == "." || text.starts_with(&field) {
                 text
             } else {
@@ -410,6 +550,11 @@ where
         Ok(value) => Ok(value),
     }
 }
+
+/// How jiff, the time type of k8s-openapi, says a valid RFC 3339 time is
+/// outside its range (it ends a day before year 10000, where the API
+/// server's ends).
+const OUT_OF_TIME: &str = "failed to convert civil datetime to timestamp";
 
 fn location(path: &Path, e: &serde_yaml_ng::Error) -> Location {
     let loc = e.location();
@@ -491,6 +636,111 @@ mod tests {
             spec.source,
             PluginSource::File(PathBuf::from("dir/plugins/hash.wasm"))
         );
+    }
+
+    #[test]
+    fn an_integer_too_large_for_any_field_keeps_the_objects_name() {
+        let err = load("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ports: [{port: 18446744073709551616}]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("dir/m.yaml:8:") && err.contains("document 2 (Service \"a/s\")"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn times_beyond_what_herald_represents_name_the_field() {
+        let doc = |t: &str| {
+            format!(
+                "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: p, creationTimestamp: \"{t}\"}}\nspec: {{addresses: [198.51.100.0/24]}}\n"
+            )
+        };
+        let m = load(&doc("9999-12-30T22:00:00Z")).unwrap();
+        assert!(m.snapshot.pools[0].created.is_some());
+        let err = load(&doc("9999-12-31T23:59:59Z")).unwrap_err().to_string();
+        assert!(
+            err.contains("IPPool \"p\"")
+                && err.contains("metadata.creationTimestamp: a time after 9999-12-30T22:00:00Z"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_dropped() {
+        let m = load("\u{feff}apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n").unwrap();
+        assert_eq!(m.snapshot.namespaces.len(), 1);
+        // Only a leading one: elsewhere it is the parser's to judge.
+        let err =
+            load("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n\u{feff}x: [\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("document 2"), "{err}");
+    }
+
+    #[test]
+    fn objects_herald_reads_must_have_a_name() {
+        for doc in [
+            "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {}\nspec: {addresses: [198.51.100.0/24]}\n",
+            "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: \"\"}\nspec: {addresses: [198.51.100.0/24]}\n",
+            "apiVersion: v1\nkind: Service\nmetadata: {namespace: a}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
+            "apiVersion: v1\nkind: Namespace\n",
+            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Node, metadata: {labels: {a: b}}}\n",
+        ] {
+            let err = load(doc).unwrap_err().to_string();
+            assert!(
+                err.starts_with("dir/m.yaml: document 1")
+                    && err.contains("metadata.name is missing"),
+                "{doc}: {err}"
+            );
+        }
+        // Kinds Herald does not read are skipped, named or not.
+        let m = load("apiVersion: apps/v1\nkind: Deployment\nmetadata: {}\n").unwrap();
+        assert_eq!(m.notes.len(), 1);
+    }
+
+    #[test]
+    fn special_and_oversized_files_are_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("herald-special-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // A socket: opening it fails rather than blocks, so a regression
+        // cannot hang this test (the FIFO is tested through `herald plan`
+        // with a timeout).
+        let socket = dir.join("s.yaml");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let err = load_paths(&[&socket]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: is a socket, not a regular file or directory",
+                socket.display()
+            )
+        );
+        let err = load_paths(&[&dir]).unwrap_err();
+        assert!(
+            matches!(err, LoadError::NotAFile { ref path, .. } if *path == socket),
+            "{err}"
+        );
+        let err = load_paths(&[Path::new("/dev/zero")]).unwrap_err();
+        assert!(err.to_string().contains("a character device"), "{err}");
+        fs::remove_file(&socket).unwrap();
+        // Under a name that is not a manifest's, a directory walk skips it.
+        let _listener = std::os::unix::net::UnixListener::bind(dir.join("s.sock")).unwrap();
+        assert!(load_paths(&[&dir]).is_ok());
+
+        let big = dir.join("big.yaml");
+        let file = fs::File::create(&big).unwrap();
+        // Sparse: no disk is used. Spaces would parse; the size is refused first.
+        file.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let err = load_paths(&[&big]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: larger than 64 MiB, the most Herald reads from one manifest file",
+                big.display()
+            )
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

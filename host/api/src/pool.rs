@@ -168,6 +168,37 @@ pub(crate) fn created(
     meta.creation_timestamp.as_ref().map(|t| t.0.as_second())
 }
 
+/// Blocks a pool must not overlap: addresses that cannot be a Service's
+/// address on a network (RFC 6890 and the IANA special-purpose registries).
+/// A pool that holds any of them is invalid (reported, and used for
+/// nothing) rather than quietly narrowed, so the mistake is seen.
+/// `0.0.0.0/8` and `::/128` name no host; loopback (`127.0.0.0/8`,
+/// `::1/128`) never leaves a host; link-local (`169.254.0.0/16`,
+/// `fe80::/10`) is not forwarded by routers; multicast (`224.0.0.0/4`,
+/// `ff00::/8`) and the limited broadcast (`255.255.255.255`) are not unicast
+/// addresses; IPv4-mapped IPv6 (`::ffff:0:0/96`) is an IPv4 address in
+/// disguise.
+pub const RESERVED_BLOCKS: [(&str, &str); 10] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "the broadcast address"),
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback"),
+    ("::ffff:0:0/96", "IPv4-mapped IPv6"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// The first reserved block `range` overlaps, with what it is.
+fn reserved(range: &AddressRange) -> Option<(&'static str, &'static str)> {
+    RESERVED_BLOCKS.into_iter().find(|(block, _)| {
+        let block: AddressRange = block.parse().expect("a reserved block parses");
+        block.overlaps(range)
+    })
+}
+
 impl IPPool {
     /// Validates the pool. A malformed field makes the pool invalid (it is
     /// reported and unused) but is not an error of the manifests.
@@ -201,6 +232,14 @@ impl IPPool {
                 entry.parse().map_err(|e: herald_core::AddressEntryError| {
                     err(format!("spec.addresses[{i}]"), e.to_string())
                 })?;
+            if let Some((block, what)) = reserved(&range) {
+                return Err(err(
+                    format!("spec.addresses[{i}]"),
+                    format!(
+                        "{entry} holds {what} addresses ({block}), which cannot be a Service's address"
+                    ),
+                ));
+            }
             addresses.push(range);
         }
         let alloc = spec.allocation.clone().unwrap_or_default();
@@ -299,6 +338,48 @@ mod tests {
         let message = decl.spec.unwrap_err();
         assert!(message.starts_with("spec.addresses[1]: "), "{message}");
         assert!(message.contains("198.51.100.0/24"), "{message}");
+    }
+
+    #[test]
+    fn pools_holding_reserved_addresses_are_malformed() {
+        for (entry, what) in [
+            ("0.0.0.0/32", "this network"),
+            ("0.0.0.0/0", "this network"),
+            ("127.0.0.1/32", "loopback"),
+            ("126.255.255.250-127.0.0.2", "loopback"),
+            ("169.254.1.0/24", "link-local"),
+            ("239.255.255.255/32", "multicast"),
+            ("255.255.255.255/32", "broadcast"),
+            ("::/128", "unspecified"),
+            ("::1/128", "loopback"),
+            ("::ffff:198.51.100.1/128", "IPv4-mapped"),
+            ("fe80::/64", "link-local"),
+            ("ff02::1/128", "multicast"),
+        ] {
+            let message = pool(&["198.51.100.0/24", entry])
+                .validate()
+                .spec
+                .unwrap_err();
+            assert!(message.starts_with("spec.addresses[1]: "), "{message}");
+            assert!(message.contains(what), "{entry}: {message}");
+        }
+        // The edges just outside the blocks are ordinary addresses.
+        for entry in [
+            "1.0.0.0/32",
+            "126.255.255.255/32",
+            "128.0.0.0/32",
+            "169.253.255.255/32",
+            "223.255.255.255/32",
+            "240.0.0.0-255.255.255.254",
+            "::2/128",
+            "fe7f:ffff::/32",
+            "fec0::/10",
+            "feff::/16",
+            "2001:db8::/64",
+        ] {
+            let decl = pool(&[entry]).validate();
+            assert!(decl.spec.is_ok(), "{entry}: {:?}", decl.spec);
+        }
     }
 
     #[test]

@@ -79,6 +79,9 @@ fn request(svc: &Service) -> Request {
     Request::Ips(ips)
 }
 
+/// The port protocols the API server accepts (case-sensitive).
+const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
+
 /// A field's path and what is wrong with it.
 type FieldProblem = (String, String);
 
@@ -242,19 +245,37 @@ pub fn validate_service(svc: &Service) -> Result<herald_core::Service, FieldErro
     };
     let mut ports = Vec::new();
     for (i, p) in spec.ports.iter().flatten().enumerate() {
+        // k8s-openapi reads a missing or null port as 0.
         let port = u16::try_from(p.port)
             .ok()
             .filter(|&p| p != 0)
             .ok_or_else(|| {
-                err(
-                    format!("spec.ports[{i}].port"),
-                    format!("{} is not a port (1-65535)", p.port),
-                )
+                let message = match p.port {
+                    0 => {
+                        "missing, null or 0 (a port is 1-65535; the API server requires one)".into()
+                    }
+                    other => format!("{other} is not a port (1-65535)"),
+                };
+                err(format!("spec.ports[{i}].port"), message)
             })?;
-        ports.push(Port {
-            port,
-            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
-        });
+        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_owned());
+        if !PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(err(
+                format!("spec.ports[{i}].protocol"),
+                format!(
+                    "unknown protocol {protocol:?} (expected TCP, UDP or SCTP, as the API server does)"
+                ),
+            ));
+        }
+        ports.push(Port { port, protocol });
+    }
+    let load_balancer = spec.type_.as_deref() == Some("LoadBalancer");
+    if load_balancer && ports.is_empty() {
+        return Err(err(
+            "spec.ports".into(),
+            "a LoadBalancer Service needs at least one port; the API server refuses it without"
+                .into(),
+        ));
     }
     let mut status_ips = Vec::new();
     let ingress = svc
@@ -278,7 +299,7 @@ pub fn validate_service(svc: &Service) -> Result<herald_core::Service, FieldErro
         created: created(&svc.metadata),
         labels: svc.labels().clone(),
         annotations: svc.annotations().clone(),
-        load_balancer: spec.type_.as_deref() == Some("LoadBalancer"),
+        load_balancer,
         class: spec.load_balancer_class.clone(),
         family_policy,
         families,
@@ -311,9 +332,15 @@ mod tests {
         serde_yaml_ng::from_str(yaml).unwrap()
     }
 
+    /// A LoadBalancer Service; one TCP port 80 unless `spec` lists ports.
     fn lb(annotations: &str, spec: &str) -> Service {
+        let ports = if spec.contains("ports:") {
+            ""
+        } else {
+            "ports: [{port: 80}], "
+        };
         service(&format!(
-            "metadata: {{name: web, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{type: LoadBalancer, {spec}}}"
+            "metadata: {{name: web, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{type: LoadBalancer, {ports}{spec}}}"
         ))
     }
 
@@ -413,6 +440,49 @@ mod tests {
         let e = validate_service(&lb("", "ports: [{port: 70000}]")).unwrap_err();
         assert_eq!(e.field, "spec.ports[0].port");
         assert_eq!(e.name, "shop/web");
+    }
+
+    #[test]
+    fn a_missing_or_null_port_is_named_as_such() {
+        for spec in ["ports: [{port: null}]", "ports: [{name: http}]"] {
+            let e = validate_service(&lb("", spec)).unwrap_err();
+            assert_eq!(e.field, "spec.ports[0].port");
+            assert!(e.message.starts_with("missing, null or 0"), "{}", e.message);
+        }
+        let e = validate_service(&lb("", "ports: [{port: -1}]")).unwrap_err();
+        assert_eq!(e.message, "-1 is not a port (1-65535)");
+    }
+
+    #[test]
+    fn protocols_other_than_tcp_udp_and_sctp_are_refused() {
+        for protocol in ["UDP", "SCTP", "TCP"] {
+            let s = validate_service(&lb(
+                "",
+                &format!("ports: [{{port: 53, protocol: {protocol}}}]"),
+            ))
+            .unwrap();
+            assert_eq!(s.ports[0].protocol, protocol);
+        }
+        for protocol in ["ICMP", "tcp", "\"\""] {
+            let e = validate_service(&lb(
+                "",
+                &format!("ports: [{{port: 80}}, {{port: 53, protocol: {protocol}}}]"),
+            ))
+            .unwrap_err();
+            assert_eq!(e.field, "spec.ports[1].protocol", "{protocol}");
+        }
+    }
+
+    #[test]
+    fn a_load_balancer_without_ports_is_refused_and_other_types_are_not() {
+        let without = service("metadata: {name: web, namespace: shop}\nspec: {type: LoadBalancer}");
+        for svc in [without, lb("", "ports: []")] {
+            let e = validate_service(&svc).unwrap_err();
+            assert_eq!(e.field, "spec.ports");
+            assert_eq!(e.name, "shop/web");
+        }
+        let headless = service("metadata: {name: db, namespace: shop}\nspec: {clusterIP: None}");
+        assert!(validate_service(&headless).unwrap().ports.is_empty());
     }
 
     fn families_of(spec: &str) -> (FamilyPolicy, Vec<Family>) {

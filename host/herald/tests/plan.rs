@@ -68,7 +68,7 @@ spec:
 
 fn service(name: &str) -> String {
     format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
     )
 }
 
@@ -312,4 +312,205 @@ fn checked_in_crds_match_herald_crds() {
         checked_in == stdout(&out),
         "examples/deploy/crds.yaml is stale: regenerate it with `cargo run -p herald -- crds > examples/deploy/crds.yaml`"
     );
+}
+
+/// Runs `herald` and waits at most `TIMEOUT` for it: a regression that
+/// blocks (a FIFO opened for reading) fails the test instead of hanging the
+/// suite, and the process is killed.
+fn herald_bounded(args: &[&str]) -> Output {
+    /// Far above the milliseconds `herald plan` takes on these inputs.
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run herald");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(TIMEOUT) {
+        Ok(out) => out.expect("wait for herald"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("herald {args:?} still running after {TIMEOUT:?}; killed");
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_are_refused_by_name_without_blocking() {
+    let dir = manifests("fifo", &[("pool.yaml", POOL)]);
+    let fifo = dir.join("f.yaml");
+    mkfifo(&fifo);
+    // Named on the command line, and found in a directory.
+    for path in [&fifo, &dir] {
+        let out = herald_bounded(&["plan", path.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{}: is a FIFO, not a regular file",
+                fifo.display()
+            )),
+            "{err}"
+        );
+    }
+    // Under a name that is not a manifest's, a directory walk skips it.
+    std::fs::rename(&fifo, dir.join("f.pipe")).unwrap();
+    let out = herald_bounded(&["plan", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn devices_and_oversized_manifests_are_refused_by_name() {
+    let dir = manifests("zero", &[("pool.yaml", POOL)]);
+    let zero = dir.join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let out = herald_bounded(&["plan", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: is a character device", zero.display())),
+        "{err}"
+    );
+    std::fs::remove_file(&zero).unwrap();
+    // 64 MiB and one byte, sparse (no disk used).
+    let big = dir.join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let out = herald_bounded(&["plan", dir.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: larger than 64 MiB", big.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_sources_that_are_devices_or_too_large_are_reported() {
+    let plugin = |name: &str, file: &str| {
+        format!(
+            "---\napiVersion: herald.dev/v1alpha1\nkind: PolicyPlugin\nmetadata: {{name: {name}}}\nspec: {{world: allocator, sha256: \"{}\", source: {{file: {file}}}}}\n",
+            "ab".repeat(32)
+        )
+    };
+    let dir = manifests(
+        "plugin-zero",
+        &[(
+            "all.yaml",
+            &format!(
+                "{POOL}{}{}{}",
+                service("a"),
+                plugin("zero", "/dev/zero"),
+                plugin("big", "big.wasm")
+            ),
+        )],
+    );
+    std::fs::File::create(dir.join("big.wasm"))
+        .unwrap()
+        .set_len((64 << 20) + 1)
+        .unwrap();
+    let out = herald_bounded(&["plan", dir.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let messages: Vec<&str> = plan["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("/dev/zero") && m.contains("not a regular file")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("big.wasm") && m.contains("larger than 64 MiB")),
+        "{messages:?}"
+    );
+    assert_eq!(plan["services"][0]["ips"][0], "198.51.100.0");
+}
+
+#[test]
+fn hostile_values_are_refused_naming_the_object() {
+    rejects(
+        "no-name",
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {}\nspec: {addresses: [198.51.100.0/24]}\n",
+        &[
+            "bad.yaml",
+            "document 1 (IPPool)",
+            "metadata.name is missing",
+        ],
+    );
+    rejects(
+        "null-port",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ports: [{port: null}]}\n",
+        &[
+            "Service \"a/s\"",
+            "spec.ports[0].port",
+            "missing, null or 0",
+        ],
+    );
+    rejects(
+        "protocol",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer, ports: [{port: 80, protocol: ICMP}]}\n",
+        &["Service \"a/s\"", "spec.ports[0].protocol", "ICMP"],
+    );
+    rejects(
+        "no-ports",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: a}\nspec: {type: LoadBalancer}\n",
+        &["Service \"a/s\"", "spec.ports", "at least one port"],
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_not_a_document() {
+    let dir = manifests(
+        "bom",
+        &[("all.yaml", &format!("\u{feff}{POOL}{}", service("a")))],
+    );
+    let out = herald(&["plan", dir.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["services"][0]["ips"][0], "198.51.100.0");
+}
+
+#[test]
+fn pools_holding_reserved_addresses_are_invalid_and_hand_out_nothing() {
+    let dir = manifests(
+        "reserved",
+        &[(
+            "all.yaml",
+            &format!(
+                "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: p}}\nspec: {{addresses: [127.0.0.0/30]}}\n{}",
+                service("a")
+            ),
+        )],
+    );
+    let out = herald(&["plan", dir.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["services"][0]["ips"], serde_json::json!([]));
+    assert_eq!(plan["errors"][0]["name"], "p");
+    let message = plan["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("loopback"), "{message}");
 }

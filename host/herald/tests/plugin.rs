@@ -239,17 +239,17 @@ spec:
 apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: shop}}
-spec: {{type: LoadBalancer}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: api, namespace: shop}}
-spec: {{type: LoadBalancer}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: old, namespace: legacy, annotations: {{herald.dev/pool: plain}}}}
-spec: {{type: LoadBalancer}}
+spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
 "
     );
     std::fs::write(dir.join("all.yaml"), manifests).unwrap();

@@ -347,11 +347,19 @@ impl Host {
     }
 }
 
+/// The largest component read from a file: 64 MiB. Herald's own plugins
+/// are under 1 MiB and a component with a language runtime inside a few
+/// MiB; the limit keeps a `source.file` of `/dev/zero` or a huge file from
+/// filling memory.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
 /// Reads a plugin's component from its source. Only files are read here;
-/// a ConfigMap source needs the Kubernetes API.
+/// a ConfigMap source needs the Kubernetes API. Only a regular file is
+/// opened (a FIFO would block, a device never ends), and no more than
+/// [`MAX_COMPONENT_BYTES`] of it.
 pub fn read_source(name: &str, spec: &PolicyPluginSpec) -> Result<Vec<u8>> {
     match &spec.source {
-        PluginSource::File(path) => std::fs::read(path).map_err(|source| Error::Read {
+        PluginSource::File(path) => read_limited(path).map_err(|source| Error::Read {
             plugin: name.to_owned(),
             path: path.display().to_string(),
             source,
@@ -383,6 +391,26 @@ fn compile_error(e: &wasmtime::Error, len: usize) -> String {
     } else {
         text
     }
+}
+
+/// A component's bytes: a regular file only (a FIFO or device would block
+/// or never end), at most [`MAX_COMPONENT_BYTES`].
+fn read_limited(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_COMPONENT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Tells a component from a core module and from anything else, by the
@@ -507,6 +535,24 @@ mod tests {
         ] {
             assert!(!import_allowed(World::Announcer, denied), "{denied}");
         }
+    }
+
+    #[test]
+    fn sources_that_are_not_regular_files_or_too_large_are_refused() {
+        let e = read_limited(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.to_string(), "not a regular file");
+        let file = std::env::temp_dir().join(format!("herald-big-{}.wasm", std::process::id()));
+        let f = std::fs::File::create(&file).unwrap();
+        // Sparse: no disk is used.
+        f.set_len(MAX_COMPONENT_BYTES + 1).unwrap();
+        let e = read_limited(&file).unwrap_err();
+        assert_eq!(e.to_string(), "larger than 64 MiB");
+        f.set_len(MAX_COMPONENT_BYTES).unwrap();
+        assert_eq!(
+            read_limited(&file).unwrap().len() as u64,
+            MAX_COMPONENT_BYTES
+        );
+        std::fs::remove_file(&file).unwrap();
     }
 
     #[test]
