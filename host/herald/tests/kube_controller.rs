@@ -41,30 +41,9 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Installs the CRDs of `herald crds` (once per binary) and waits until the
-/// API server serves them.
+/// The shared control plane with Herald's CRDs installed.
 fn with_crds() -> &'static ControlPlane {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    let cp = shared();
-    ONCE.call_once(|| {
-        let crds = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("crds")
-            .output()
-            .expect("run herald crds");
-        assert!(crds.status.success());
-        let crds = String::from_utf8(crds.stdout).unwrap();
-        cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))
-            .unwrap_or_else(|e| panic!("{e}"));
-        cp.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-    });
-    cp
+    herald_control_plane::with_crds(env!("CARGO_BIN_EXE_herald"))
 }
 
 /// A running `herald controller`, killed on drop.

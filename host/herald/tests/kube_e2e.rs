@@ -32,7 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bgp_lab::{Lab, ROUTER_ASN, ROUTER_V4, lock};
-use herald_control_plane::{ControlPlane, shared};
+use herald_control_plane::ControlPlane;
 use herald_netns::{Process, wait_for};
 
 /// The nodes' ASN.
@@ -52,26 +52,9 @@ fn node_v4(i: usize) -> String {
     format!("192.0.2.{}", i + 2)
 }
 
-/// Installs the CRDs of `herald crds` and waits until they are served.
+/// The shared control plane with Herald's CRDs installed.
 fn with_crds() -> &'static ControlPlane {
-    let cp = shared();
-    let crds = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("crds")
-        .output()
-        .expect("run herald crds");
-    assert!(crds.status.success());
-    let crds = String::from_utf8(crds.stdout).unwrap();
-    cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))
-        .unwrap_or_else(|e| panic!("{e}"));
-    cp.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
-    cp
+    herald_control_plane::with_crds(env!("CARGO_BIN_EXE_herald"))
 }
 
 /// A process on the host, killed and reaped when dropped.

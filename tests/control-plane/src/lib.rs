@@ -417,3 +417,31 @@ pub fn shared() -> &'static ControlPlane {
         }
     })
 }
+
+/// The shared control plane with the CRDs `HERALD crds` prints installed
+/// (server-side, once per test binary) and Established. `herald` is the
+/// path of the built `herald` binary (`env!("CARGO_BIN_EXE_herald")` in
+/// the caller's tests).
+pub fn with_crds(herald: &str) -> &'static ControlPlane {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let cp = shared();
+    ONCE.call_once(|| {
+        let crds = Command::new(herald)
+            .arg("crds")
+            .output()
+            .unwrap_or_else(|e| panic!("{herald} crds: {e}"));
+        assert!(crds.status.success(), "{herald} crds failed");
+        let crds = String::from_utf8_lossy(&crds.stdout);
+        cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cp.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+    });
+    cp
+}
