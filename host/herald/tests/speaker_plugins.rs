@@ -45,8 +45,13 @@ fn component(name: &str) -> PathBuf {
 /// The PolicyPlugin `name` of the announcer world running `component`
 /// (absolute path, its digest filled in); `extra` adds spec lines.
 fn policy_plugin(name: &str, component_name: &str, extra: &str) -> String {
-    let path = component(component_name);
-    let digest = Sha256::digest(std::fs::read(&path).unwrap());
+    policy_plugin_at(name, &component(component_name), component_name, extra)
+}
+
+/// The same, naming `path` as the source (whose bytes are, or will be,
+/// those of the built `component_name`).
+fn policy_plugin_at(name: &str, path: &Path, component_name: &str, extra: &str) -> String {
+    let digest = Sha256::digest(std::fs::read(component(component_name)).unwrap());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "apiVersion: herald.dev/v1alpha1\nkind: PolicyPlugin\nmetadata: {{name: {name}}}\nspec:\n  world: announcer\n  sha256: \"{hex}\"\n  source: {{file: {}}}\n{extra}",
@@ -364,4 +369,34 @@ fn l2_endpoint_weighted_owner_answers_arp_and_follows_the_endpoints() {
         "n2 (now 3 endpoints) to answer ARP for the VIP alone",
         || answers() == set(&[&macs[1]]),
     );
+}
+
+/// A plugin whose file is not there when the speaker starts is not loaded
+/// (the built-in policy decides, both nodes announce); once the file
+/// appears — outside the manifests directory, so no manifest changes — the
+/// speaker's periodic retry loads it and it decides (endpoint-weighted: only
+/// the node with endpoints announces), with no session reset.
+#[test]
+fn bird_a_plugin_whose_file_arrives_late_is_loaded_by_the_retry() {
+    let _serial = lock();
+    let lab = Lab::plugin_lab(2);
+    lab.bgp_manifests(&["a", "b"], "  announcerPlugin: late\n");
+    lab.endpoints(&[("n1", 1)]);
+    let late = lab.path("late.wasm");
+    lab.write(
+        "plugin.yaml",
+        &policy_plugin_at("late", &late, "endpoint-weighted", ""),
+    );
+    let _bird = lab.bird_for_nodes();
+    let _herald: Vec<_> = (0..2).map(|i| lab.herald_on(i)).collect();
+    lab.expect_announcers(
+        "the built-in policy to decide while the plugin is missing",
+        &["n1", "n2"],
+    );
+    assert!(lab.log_of(0).contains("late.wasm"), "{}", lab.log_of(0));
+    let since: Vec<String> = (0..2).map(|i| lab.bird_since(i)).collect();
+    std::fs::copy(component("endpoint-weighted"), &late).unwrap();
+    lab.expect_announcers("the retried plugin to decide", &["n1"]);
+    let after: Vec<String> = (0..2).map(|i| lab.bird_since(i)).collect();
+    assert_eq!(since, after, "a session was reset:\n{}", lab.logs());
 }
