@@ -1,7 +1,10 @@
 //! Criterion benchmarks of the allocator (results in BENCHMARKS.md):
 //! (a) a cold plan of 100,000 dual-stack Services;
 //! (b) one more Service into a /16 with 65,000 addresses held (and, for
-//!     comparison, with 1,000 held).
+//!     comparison, with 1,000 held);
+//! (c) 10 and 40 Services sharing one address with 4,900 ports each: the
+//!     cost must grow linearly in Services × ports (issue 15; it grew with
+//!     their square).
 //!
 //! Peak memory of (a) is measured by `cargo run --release --example
 //! peak_memory` (a benchmark harness would distort it).
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use herald_core::policy::BUILT_IN;
-use herald_core::{Allocator, Config, FamilyPolicy, Snapshot, allocate};
+use herald_core::{Allocator, Config, FamilyPolicy, Port, Service, Snapshot, allocate};
 
 fn cold_plan(c: &mut Criterion) {
     let snapshot = inputs::cold_dual_stack(100_000);
@@ -67,5 +70,54 @@ fn one_more(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cold_plan, one_more);
+/// Benchmark (c): a plan of `n` Services sharing one address, 4,900 ports
+/// each.
+fn sharing(c: &mut Criterion) {
+    let config = Config::default();
+    let mut group = c.benchmark_group("sharing_one_address_4900_ports_each");
+    group.sample_size(10);
+    for n in [10, 40] {
+        let snapshot = sharing_snapshot(n, 4_900);
+        group.bench_function(format!("{n}_services"), |b| {
+            b.iter(|| {
+                let plan = allocate(black_box(&snapshot), &config);
+                assert!(plan.services.iter().all(|s| s.ips.len() == 1));
+                black_box(plan)
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Benchmark (c): `n` Services with one sharing key and `ports` (port,
+/// protocol) pairs each, all distinct across them (over TCP, UDP and SCTP),
+/// so that every one of them shares the pool's one address.
+fn sharing_snapshot(n: usize, ports: usize) -> Snapshot {
+    const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
+    assert!(
+        n * ports <= 65_535 * PROTOCOLS.len(),
+        "not enough distinct ports"
+    );
+    let services = (0..n)
+        .map(|i| {
+            let mut s = Service::new("shared", &format!("svc-{i:03}"));
+            s.created = Some(i as i64);
+            s.sharing_key = Some("one".to_owned());
+            s.ports = (i * ports..(i + 1) * ports)
+                .map(|k| Port {
+                    port: (k % 65_535) as u16 + 1,
+                    protocol: PROTOCOLS[k / 65_535].to_owned(),
+                })
+                .collect();
+            s
+        })
+        .collect();
+    Snapshot {
+        pools: vec![inputs::pool("one", &["198.51.100.10/32"])],
+        services,
+        ..Default::default()
+    }
+}
+
+criterion_group!(benches, cold_plan, one_more, sharing);
 criterion_main!(benches);

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 use crate::addr::{Family, value};
@@ -22,7 +23,7 @@ use crate::plugin::FailurePolicy;
 use crate::policy::{BUILT_IN, Failures, Policies, PolicyError, PoolView};
 use crate::pool::{FamilyPool, PoolDecl, PoolIndex, PoolUsage, validate_pools};
 use crate::selector::Labels;
-use crate::service::{FamilyPolicy, Held, Request, Service, ServiceRef, by_age};
+use crate::service::{FamilyPolicy, Held, Port, Request, Service, ServiceRef, by_age};
 
 // Kept at their old paths for the herald CLI's `plan` and `speaker`
 // modules while they are being rewritten; other code imports them from
@@ -138,6 +139,13 @@ impl Plan {
 
 /// An address in use: its pool and its holders (indices into the sorted
 /// Services, oldest first).
+///
+/// Holders of one address share its first holder's sharing key and traffic
+/// policy (compatibility of policies is an equivalence), and no two hold
+/// the same (port, protocol) ([`Allocator::joinable`] admits only such), so
+/// a joining Service is checked against the first holder and `ports`: its
+/// own ports' cost, not holders × ports² (issue 15's 40 Services × 4,900
+/// ports).
 #[derive(Clone)]
 struct Use {
     pool: usize,
@@ -145,6 +153,10 @@ struct Use {
     /// would cost an allocation per address.
     first: usize,
     others: Vec<usize>,
+    /// Every holder's ports ([`Protocols::key`]), kept only when the
+    /// address can be shared (its first holder has a sharing key); empty
+    /// otherwise, which allocates nothing.
+    ports: FxHashSet<u32>,
 }
 
 impl Use {
@@ -154,6 +166,31 @@ impl Use {
 }
 
 type PendingResult = Result<(), Pending>;
+
+/// The protocols of the ports of Services that share addresses, numbered,
+/// so that a (port, protocol) pair is a `u32`: a shared address's set of
+/// them stays small and hashes fast (40 Services × 4,900 ports would
+/// otherwise cost a string comparison per probe). Protocols past the
+/// 65,536th would share numbers, which could only refuse a share; the API
+/// admits three.
+#[derive(Clone, Default)]
+struct Protocols<'a>(HashMap<&'a str, u32>);
+
+impl<'a> Protocols<'a> {
+    /// The key of `port`, numbering its protocol if new.
+    fn add(&mut self, port: &'a Port) -> u32 {
+        let next = self.0.len() as u32;
+        let n = *self.0.entry(port.protocol.as_str()).or_insert(next);
+        (n << 16) | u32::from(port.port)
+    }
+
+    /// The key of `port`; `None` when no holder of any address uses its
+    /// protocol (then it clashes with nothing).
+    fn key(&self, port: &Port) -> Option<u32> {
+        let n = *self.0.get(port.protocol.as_str())?;
+        Some((n << 16) | u32::from(port.port))
+    }
+}
 
 /// A picked address, and the plugin that chose it (`None`: built in).
 type Pick<'a> = (IpAddr, Option<&'a str>);
@@ -276,6 +313,7 @@ pub struct Allocator<'a> {
     /// Valid pools in candidate order, and which pool an address is in.
     index: PoolIndex<'a>,
     used: HashMap<IpAddr, Use>,
+    protocols: Protocols<'a>,
     /// Addresses held under a sharing key, in candidate order.
     shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
     /// What each Service holds so far, by family.
@@ -342,6 +380,7 @@ impl<'a> Allocator<'a> {
             index,
             used: HashMap::new(),
             shared: HashMap::new(),
+            protocols: Protocols::default(),
             usage,
             errors,
         };
@@ -510,10 +549,15 @@ impl<'a> Allocator<'a> {
         let Some(u) = self.used.get(&ip) else {
             return false;
         };
-        u.holders().all(|h| {
-            let other = self.services[h];
-            h != i && other.sharing_key.as_ref() == Some(key) && s.compatible_with(other)
-        })
+        let first = self.services[u.first];
+        first.sharing_key.as_ref() == Some(key)
+            && s.same_traffic_policy(first)
+            && !s
+                .ports
+                .iter()
+                .filter_map(|p| self.protocols.key(p))
+                .any(|k| u.ports.contains(&k))
+            && self.held[i][Family::of(ip).index()] != Some(ip)
     }
 
     /// The lowest address of `family` in the pool that Service `i` may join.
@@ -624,10 +668,12 @@ impl<'a> Allocator<'a> {
     fn hold(&mut self, i: usize, pool: usize, ip: IpAddr) {
         let s = self.services[i];
         let fresh = self.index.pools[pool].families[Family::of(ip).index()].take(value(ip));
-        match self.used.entry(ip) {
-            Entry::Occupied(mut u) => {
+        let u = match self.used.entry(ip) {
+            Entry::Occupied(u) => {
                 debug_assert!(!fresh);
-                u.get_mut().others.push(i);
+                let u = u.into_mut();
+                u.others.push(i);
+                u
             }
             Entry::Vacant(v) => {
                 debug_assert!(fresh);
@@ -635,8 +681,13 @@ impl<'a> Allocator<'a> {
                     pool,
                     first: i,
                     others: Vec::new(),
-                });
+                    ports: FxHashSet::default(),
+                })
             }
+        };
+        if s.sharing_key.is_some() {
+            let protocols = &mut self.protocols;
+            u.ports.extend(s.ports.iter().map(|p| protocols.add(p)));
         }
         if fresh && let Some(key) = &s.sharing_key {
             self.shared

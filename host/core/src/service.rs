@@ -189,16 +189,16 @@ impl Service {
         }
     }
 
-    /// Whether `self` may share an address with `other`: no (port, protocol)
-    /// clash, and both `Cluster`, or both `Local` with equal selectors.
-    pub fn compatible_with(&self, other: &Service) -> bool {
-        let clash = self.ports.iter().any(|p| other.ports.contains(p));
-        let policies = match (self.traffic_policy, other.traffic_policy) {
+    /// Whether `self` and `other` may share an address as far as traffic
+    /// goes: both `Cluster`, or both `Local` with equal selectors (an
+    /// equivalence: a Service sharing with one holder shares with all). Their
+    /// (port, protocol) pairs must not clash besides.
+    pub fn same_traffic_policy(&self, other: &Service) -> bool {
+        match (self.traffic_policy, other.traffic_policy) {
             (TrafficPolicy::Cluster, TrafficPolicy::Cluster) => true,
             (TrafficPolicy::Local, TrafficPolicy::Local) => self.selector == other.selector,
             _ => false,
-        };
-        !clash && policies
+        }
     }
 }
 

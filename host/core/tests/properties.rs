@@ -202,7 +202,14 @@ fn check_no_double_allocation(snapshot: &Snapshot, plan: &Plan) -> Result<(), Te
                 );
                 for b in &hs[i + 1..] {
                     prop_assert_eq!(&a.sharing_key, &b.sharing_key, "{} shared across keys", ip);
-                    prop_assert!(a.compatible_with(b), "{ip} shared by incompatible Services");
+                    // Checked here pair by pair, not as the allocator checks
+                    // (against the first holder and the address's ports).
+                    let clash = a.ports.iter().any(|p| b.ports.contains(p));
+                    prop_assert!(!clash, "{ip} shared by Services whose ports clash");
+                    prop_assert!(
+                        a.same_traffic_policy(b),
+                        "{ip} shared by Services whose traffic policies differ"
+                    );
                 }
             }
         }
