@@ -62,6 +62,9 @@ impl Controller {
             .arg("controller")
             .env("KUBECONFIG", kubeconfig)
             .env("HERALD_LOG", "info,herald_k8s=debug")
+            // A Lease of its own: the one a killed predecessor held would
+            // keep it waiting for the term to run out.
+            .env("HERALD_LEASE_NAME", herald_netns::unique("ctl"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
