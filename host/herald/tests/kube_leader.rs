@@ -5,7 +5,8 @@
 //! leader mid-stream hands over within the lease duration plus a small
 //! bound and no address already in a status changes; a leader stopped with
 //! SIGTERM releases the Lease and its standby takes over well within the
-//! lease duration.
+//! lease duration; a missing permission on Leases, or a missing Lease
+//! namespace, is one line naming the fix.
 //!
 //! Replicas are the built `herald` binary, run as child processes killed
 //! by PID when a test ends (their logs are shown on failure). Tests take
@@ -21,7 +22,7 @@
 //! built once per machine by scripts/control-plane-build.sh).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -61,10 +62,10 @@ struct Replica {
 }
 
 impl Replica {
-    /// Starts a replica named `identity` on the Lease `lease` in
-    /// `namespace`, with `--lease-duration seconds`.
+    /// Starts a replica named `identity` with `kubeconfig` on the Lease
+    /// `lease` in `namespace`, with `--lease-duration seconds`.
     fn start(
-        cp: &ControlPlane,
+        kubeconfig: &Path,
         identity: &str,
         namespace: &str,
         lease: &str,
@@ -75,7 +76,7 @@ impl Replica {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("controller")
-            .env("KUBECONFIG", cp.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("HERALD_LOG", "info")
             .env("POD_NAME", identity)
             .env("POD_NAMESPACE", namespace)
@@ -179,7 +180,13 @@ impl Scope {
     }
 
     fn replica(&self, identity: &str, seconds: u64) -> Replica {
-        Replica::start(self.cp, identity, &self.namespace, &self.lease, seconds)
+        Replica::start(
+            &self.cp.kubeconfig(),
+            identity,
+            &self.namespace,
+            &self.lease,
+            seconds,
+        )
     }
 
     /// A List of IPv6 single-stack Services `{prefix}-{i}`, `i` in `range`.
@@ -433,6 +440,7 @@ fn a_leader_killed_mid_stream_hands_over_and_no_shown_address_changes() {
             .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs(&[&first, &second])));
+    assert!(!second.acted(), "the standby wrote\n{}", logs(&[&second]));
     first.signal("KILL");
     first.exit(SETTLE);
     let killed = Instant::now();
@@ -515,5 +523,57 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_a
         second.acted(),
         "the successor wrote nothing\n{}",
         logs(&[&second])
+    );
+}
+
+#[test]
+fn a_missing_lease_permission_or_namespace_is_one_line() {
+    let _serial = serial();
+    let scope = Scope::new("lead-rbac", &["2001:db8:d::/120"]);
+    let cp = scope.cp;
+    // Everything the controller needs, but nothing on Leases.
+    cp.kubectl(&["create", "serviceaccount", "-n", "lead-rbac", "herald"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    cp.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: lead-rbac}\nrules:\n- {apiGroups: [\"\"], resources: [services, namespaces], verbs: [get, list, watch]}\n- {apiGroups: [\"\"], resources: [services/status], verbs: [patch]}\n- {apiGroups: [herald.dev], resources: [ippools, ipallocations, policyplugins], verbs: [get, list, watch, create, update, delete]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: lead-rbac}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: lead-rbac}\nsubjects: [{kind: ServiceAccount, name: herald, namespace: lead-rbac}]\n",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = cp
+        .service_account_kubeconfig("lead-rbac", "herald")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut denied = Replica::start(
+        &kubeconfig,
+        "rbac-a",
+        "lead-rbac",
+        "lead-rbac",
+        LEASE_SECONDS,
+    );
+    let status = denied.exit(SETTLE);
+    let _ = cp.kubectl(&["delete", "clusterrolebinding,clusterrole", "lead-rbac"]);
+    let log = denied.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.contains("forbidden: cannot get leases.coordination.k8s.io in namespace lead-rbac"),
+        "{log}"
+    );
+
+    let mut lost = Replica::start(
+        &cp.kubeconfig(),
+        "rbac-b",
+        "lead-nowhere",
+        "lead-rbac",
+        LEASE_SECONDS,
+    );
+    let status = lost.exit(SETTLE);
+    let log = lost.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        log.contains("the lease namespace lead-nowhere does not exist"),
+        "{log}"
     );
 }
