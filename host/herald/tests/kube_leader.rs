@@ -189,6 +189,17 @@ impl Scope {
         )
     }
 
+    /// `{prefix}-a`, leading once its stores are filled, then `{prefix}-b`,
+    /// standing by with its stores filled.
+    fn leader_and_standby(&self, prefix: &str, seconds: u64) -> (Replica, Replica) {
+        let first = self.replica(&format!("{prefix}-a"), seconds);
+        first.wait_ready();
+        self.wait_holder(&first.identity, SETTLE, &[&first]);
+        let second = self.replica(&format!("{prefix}-b"), seconds);
+        second.wait_ready();
+        (first, second)
+    }
+
     /// A List of IPv6 single-stack Services `{prefix}-{i}`, `i` in `range`.
     fn services(&self, prefix: &str, range: std::ops::Range<usize>) -> String {
         let items: Vec<Value> = range
@@ -369,6 +380,29 @@ fn each_address_once(scope: &Scope, shown: &BTreeMap<String, Vec<String>>) {
     );
 }
 
+/// Checks a handover: every address `before` showed is shown still, each
+/// address once, and the successor wrote.
+fn handed_over(
+    scope: &Scope,
+    before: &BTreeMap<String, Vec<String>>,
+    after: &BTreeMap<String, Vec<String>>,
+    successor: &Replica,
+) {
+    for (name, ips) in before.iter().filter(|(_, ips)| !ips.is_empty()) {
+        assert_eq!(
+            after.get(name),
+            Some(ips),
+            "{name}'s address changed on handover"
+        );
+    }
+    each_address_once(scope, after);
+    assert!(
+        successor.acted(),
+        "the successor wrote nothing\n{}",
+        logs(&[successor])
+    );
+}
+
 #[test]
 fn two_replicas_racing_over_500_services_give_each_address_once_and_one_acts() {
     let _serial = serial();
@@ -417,11 +451,7 @@ fn two_replicas_racing_over_500_services_give_each_address_once_and_one_acts() {
 fn a_leader_killed_mid_stream_hands_over_and_no_shown_address_changes() {
     let _serial = serial();
     let scope = Scope::new("lead-kill", &["2001:db8:a::/120"]);
-    let mut first = scope.replica("kill-a", LEASE_SECONDS);
-    first.wait_ready();
-    scope.wait_holder("kill-a", SETTLE, &[&first]);
-    let second = scope.replica("kill-b", LEASE_SECONDS);
-    second.wait_ready();
+    let (mut first, second) = scope.leader_and_standby("kill", LEASE_SECONDS);
 
     // A first batch is allocated; the leader dies while a second one is
     // still being created and allocated.
@@ -464,19 +494,7 @@ fn a_leader_killed_mid_stream_hands_over_and_no_shown_address_changes() {
         "SIGKILL: {pending} Services were waiting; kill-b held the Lease after {handover:?} (lease {LEASE_SECONDS} s), all allocated after {:?}",
         killed.elapsed()
     );
-    for (name, ips) in before.iter().filter(|(_, ips)| !ips.is_empty()) {
-        assert_eq!(
-            after.get(name),
-            Some(ips),
-            "{name}'s address changed on handover"
-        );
-    }
-    each_address_once(&scope, &after);
-    assert!(
-        second.acted(),
-        "the successor wrote nothing\n{}",
-        logs(&[&second])
-    );
+    handed_over(&scope, &before, &after, &second);
 }
 
 #[test]
@@ -485,11 +503,7 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_a
     // The default term: a handover that waited for it would take 15 s.
     let seconds = 15;
     let scope = Scope::new("lead-term", &["2001:db8:b::/120"]);
-    let mut first = scope.replica("term-a", seconds);
-    first.wait_ready();
-    scope.wait_holder("term-a", SETTLE, &[&first]);
-    let second = scope.replica("term-b", seconds);
-    second.wait_ready();
+    let (mut first, second) = scope.leader_and_standby("term", seconds);
     scope.create(&scope.services("before", 0..3));
     let before = scope.all_allocated(3, SETTLE, &[&first, &second]);
     assert!(!second.acted(), "the standby wrote\n{}", logs(&[&second]));
@@ -511,19 +525,7 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_standby_takes_over_a
         "SIGTERM: term-b held the Lease after {handover:?} (lease {seconds} s); a new Service had its address after {:?}",
         stop.elapsed()
     );
-    for (name, ips) in &before {
-        assert_eq!(
-            after.get(name),
-            Some(ips),
-            "{name}'s address changed on handover"
-        );
-    }
-    each_address_once(&scope, &after);
-    assert!(
-        second.acted(),
-        "the successor wrote nothing\n{}",
-        logs(&[&second])
-    );
+    handed_over(&scope, &before, &after, &second);
 }
 
 #[test]

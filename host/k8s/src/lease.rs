@@ -22,10 +22,11 @@
 //!   Lease still names this replica.
 //!
 //! A SIGKILLed leader's successor takes over when the term ends (the lease
-//! duration after the last renewal), plus the crate's random pause of
-//! 0.1–1 s that keeps two standbys from colliding; a leader stopped with
-//! SIGTERM clears the Lease ([`Leadership::release`]) and its successor
-//! takes over within a round trip of the watch. Why a brief overlap of two
+//! duration after the last renewal): the crate clears the expired holder,
+//! the watch shows the Lease free, and the standby takes it, a few round
+//! trips later. A leader stopped with SIGTERM clears the Lease
+//! ([`Leadership::release`]) and its successor takes over within a round
+//! trip of the watch. Why a brief overlap of two
 //! leaders cannot give one address twice: [`crate::controller`].
 
 use std::time::{Duration, SystemTime};
@@ -114,7 +115,8 @@ impl Leadership {
     }
 
     /// Stops electing and clears the Lease if this replica holds it, so a
-    /// standby takes over at once; bounded by [`RELEASE_BOUND`].
+    /// standby takes over at once; a stuck API server holds this up at most a
+    /// few seconds (the term then runs out by itself).
     pub async fn release(self) {
         let _ = self.stop.send(());
         if tokio::time::timeout(RELEASE_BOUND * 2, self.task)
