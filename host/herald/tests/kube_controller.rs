@@ -62,6 +62,9 @@ impl Controller {
             .arg("controller")
             .env("KUBECONFIG", kubeconfig)
             .env("HERALD_LOG", "info,herald_k8s=debug")
+            // A Lease of its own: the one a killed predecessor held would
+            // keep it waiting for the term to run out.
+            .env("HERALD_LEASE_NAME", herald_netns::unique("ctl"))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -426,27 +429,9 @@ fn a_missing_rbac_permission_names_the_verb_and_resource() {
         "--serviceaccount=ctl-rbac:herald",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    let token = cp
-        .kubectl(&["create", "token", "-n", "ctl-rbac", "herald"])
+    let path = cp
+        .service_account_kubeconfig("ctl-rbac", "herald")
         .unwrap_or_else(|e| panic!("{e}"));
-    let token = String::from_utf8(token.stdout).unwrap();
-    let admin = std::fs::read_to_string(cp.kubeconfig()).unwrap();
-    let ca = admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority: "))
-        .unwrap()
-        .to_owned();
-    let dir = TempDir::new("hctl").unwrap();
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: u\n  user: {{token: \"{}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-            cp.server(),
-            token.trim()
-        ),
-    )
-    .unwrap();
     let (status, err) = run_to_exit(&path);
     let _ = cp.kubectl(&[
         "delete",

@@ -24,27 +24,55 @@
 //!   speaker).
 //!
 //! Planning runs in `block_in_place`: loading a plugin compiles it and
-//! plugin calls block (herald-policy's crate docs). One replica only: there
-//! is no leader election yet.
+//! plugin calls block (herald-policy's crate docs).
+//!
+//! ## Replicas
+//!
+//! Any number of replicas may run; the holder of a Lease acts
+//! ([`crate::lease`]). Every replica fills its stores from the start, so a
+//! standby that takes over plans at once. The planning and writing runs as
+//! a task of its own per term: when the lease is lost that task is aborted
+//! before anything else, and a plan finished after the loss is not written.
+//! A new term starts by catching up: a quorum list of the records and
+//! Services (metadata only), waited for in the stores like the controller's
+//! own writes, so it does not plan on a view older than its predecessor's
+//! last writes.
+//!
+//! Two leaders may still overlap briefly: a leader whose renewal is late
+//! may have a write in flight when its successor starts. That cannot give
+//! one address to two Services, because an address is shown only after its
+//! record is created, and creating a record is the lock: the API server
+//! creates a name once, so of two leaders that chose one address for two
+//! Services, one gets 409 AlreadyExists, writes no status for it and plans
+//! again from stores that show the other's record. A record is replaced
+//! only at the `resourceVersion` its writer read (409 Conflict otherwise),
+//! and deleted only under its `uid`, so neither can take a record the other
+//! just wrote. What an overlap can cost is churn, never a duplicate: a round
+//! that stops early on a conflict and, at worst, a Service whose first
+//! address was being written during the overlap itself shown another one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{Allocator, Config, ConfigError, Plan};
+use herald_core::{Allocator, Config, ConfigError, Plan, ServiceRef};
 use herald_policy::Registry;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::diff;
 use crate::error::{Error, Result, classify};
 use crate::inputs::Inputs;
+use crate::lease::{LEASES, Leadership, LeaseSettings};
 use crate::reflect::{Changed, Stores, Written};
 use crate::write::{WriteError, write};
 use herald_api::plugin::PolicyPlugin;
@@ -74,6 +102,8 @@ const PLUGIN_RETRY: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// The loadBalancerClass Herald serves.
     pub load_balancer_class: String,
+    /// The Lease replicas hold to act.
+    pub lease: LeaseSettings,
 }
 
 /// A client from the kubeconfig (`KUBECONFIG`, else `~/.kube/config`) or,
@@ -85,23 +115,90 @@ pub async fn connect() -> Result<Client> {
     Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
 }
 
-/// Checks access, then plans and writes on every change, until the task is
-/// dropped. Returns only on a preflight failure.
-pub async fn run(client: Client, settings: Settings) -> Result<()> {
-    preflight(&client).await?;
-    let (stores, mut changed) = Stores::start(&client);
-    stores.ready().await;
-    tracing::info!("stores filled; planning");
+/// Checks access, then stands by or, while leading, plans and writes on
+/// every change, until `shutdown` completes; then stops writing and
+/// releases the Lease. Returns early only on a preflight failure.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    preflight(&client, &settings.lease).await?;
+    let (stores, changed) = Stores::start(&client);
+    let mut leadership = Leadership::start(&client, settings.lease);
     let config = Config {
         load_balancer_class: settings.load_balancer_class,
     };
+    let changed = Arc::new(tokio::sync::Mutex::new(changed));
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = stores.ready() => tracing::info!("stores filled"),
+        _ = &mut shutdown => {
+            leadership.release().await;
+            return Ok(());
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = leadership.until_leading() => {}
+            _ = &mut shutdown => break,
+        }
+        let term = tokio::spawn(act(
+            client.clone(),
+            stores.clone(),
+            Arc::clone(&changed),
+            config.clone(),
+            leadership.leading(),
+        ));
+        let abort = term.abort_handle();
+        tokio::pin!(term);
+        let stopping = tokio::select! {
+            _ = leadership.until_lost() => false,
+            _ = &mut shutdown => true,
+            ended = &mut term => match ended {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => unreachable!("a term ends only when aborted"),
+            },
+        };
+        // Before anything else: no write may follow.
+        abort.abort();
+        let _ = term.await;
+        if stopping {
+            break;
+        }
+        tracing::warn!("lost the lease: stopped writing");
+    }
+    leadership.release().await;
+    Ok(())
+}
+
+/// One term as leader: catches up with the cluster, then plans and writes
+/// on every change. Never returns; aborted when the term ends.
+async fn act(
+    client: Client,
+    stores: Stores,
+    changed: Arc<tokio::sync::Mutex<Changed>>,
+    config: Config,
+    leading: watch::Receiver<bool>,
+) {
+    let mut changed = changed.lock().await;
+    let changed = &mut *changed;
     let mut registry = Registry::new();
     let mut reported = BTreeSet::new();
-    let mut written = Written::default();
+    // What the cluster holds now, to be seen in the stores before the
+    // first plan: the previous leader's last writes included.
+    let mut written = match current(&client).await {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::warn!("catching up: {e}; planning on the stores as they are");
+            Written::default()
+        }
+    };
     let mut retry = FIRST_RETRY;
+    tracing::info!("planning");
     loop {
         if !written.is_empty() {
-            stores.wait_for(&written, &mut changed, SHOW_BOUND).await;
+            stores.wait_for(&written, changed, SHOW_BOUND).await;
         }
         let objects = stores.objects();
         let inputs = Inputs::of(&objects);
@@ -110,6 +207,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         let changes = diff::changes(&plan, &objects, &Time(Timestamp::now()));
         let mut wake = registry.has_failures().then_some(PLUGIN_RETRY);
         written = Written::default();
+        if !*leading.borrow() {
+            // Planned while the lease was lost: wait to be aborted.
+            std::future::pending::<()>().await;
+        }
         if !changes.is_empty() {
             tracing::info!(
                 create = changes.create.len(),
@@ -135,8 +236,37 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
                 }
             }
         }
-        next_change(&mut changed, wake).await;
+        next_change(changed, wake).await;
     }
+}
+
+/// The records and Services in the cluster now (a quorum read, metadata
+/// only), as versions the stores must reach.
+async fn current(client: &Client) -> Result<Written> {
+    let params = ListParams::default();
+    let records = Api::<IPAllocation>::all(client.clone())
+        .list_metadata(&params)
+        .await
+        .map_err(|e| classify("list", "ipallocations.herald.dev", e))?;
+    let services = Api::<Service>::all(client.clone())
+        .list_metadata(&params)
+        .await
+        .map_err(|e| classify("list", "services", e))?;
+    Ok(Written {
+        records: records
+            .items
+            .into_iter()
+            .map(|r| (r.name_any(), r.resource_version()))
+            .collect(),
+        services: services
+            .items
+            .into_iter()
+            .map(|s| {
+                let id = ServiceRef::new(s.namespace().unwrap_or_default(), s.name_any());
+                (id, s.resource_version())
+            })
+            .collect(),
+    })
 }
 
 /// Plans with the plugins of the inputs; plugin and object errors go with
@@ -186,14 +316,15 @@ pub(crate) async fn next_change(changed: &mut Changed, wake: Option<Duration>) {
     }
 }
 
-/// Lists every kind once, then checks each verb the controller needs.
-async fn preflight(client: &Client) -> Result<()> {
+/// Lists every kind once, checks each verb the controller needs, and that
+/// the Lease's namespace exists.
+async fn preflight(client: &Client, lease: &LeaseSettings) -> Result<()> {
     probe::<Service>(client, "services").await?;
     probe::<Namespace>(client, "namespaces").await?;
     probe::<IPPool>(client, "ippools.herald.dev").await?;
     probe::<IPAllocation>(client, "ipallocations.herald.dev").await?;
     probe::<PolicyPlugin>(client, "policyplugins.herald.dev").await?;
-    let needed = [
+    let cluster = [
         ("watch", "", "services", ""),
         ("watch", "", "namespaces", ""),
         ("watch", "herald.dev", "ippools", ""),
@@ -204,8 +335,16 @@ async fn preflight(client: &Client) -> Result<()> {
         ("delete", "herald.dev", "ipallocations", ""),
         ("patch", "", "services", "status"),
     ];
+    // What kube-lease-manager and the Lease's watch do, in its namespace.
+    let leases = ["get", "list", "watch", "create", "patch"]
+        .map(|verb| (verb, "coordination.k8s.io", "leases", ""));
+    let needed = cluster.iter().map(|check| (check, None)).chain(
+        leases
+            .iter()
+            .map(|check| (check, Some(lease.namespace.as_str()))),
+    );
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    for (verb, group, resource, subresource) in needed {
+    for (&(verb, group, resource, subresource), namespace) in needed {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
@@ -213,16 +352,18 @@ async fn preflight(client: &Client) -> Result<()> {
                     group: Some(group.to_owned()),
                     resource: Some(resource.to_owned()),
                     subresource: (!subresource.is_empty()).then(|| subresource.to_owned()),
+                    namespace: namespace.map(str::to_owned),
                     ..ResourceAttributes::default()
                 }),
                 ..SelfSubjectAccessReviewSpec::default()
             },
             ..SelfSubjectAccessReview::default()
         };
-        let name = match (group, subresource) {
-            ("", "") => resource.to_owned(),
-            ("", sub) => format!("{resource}/{sub}"),
-            (group, _) => format!("{resource}.{group}"),
+        let name = match (group, subresource, namespace) {
+            (_, _, Some(namespace)) => format!("{resource}.{group} in namespace {namespace}"),
+            ("", "", None) => resource.to_owned(),
+            ("", sub, None) => format!("{resource}/{sub}"),
+            (group, _, None) => format!("{resource}.{group}"),
         };
         let answer = reviews
             .create(&PostParams::default(), &review)
@@ -236,7 +377,20 @@ async fn preflight(client: &Client) -> Result<()> {
             });
         }
     }
-    Ok(())
+    let namespaces = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("metadata.name={}", lease.namespace)))
+        .await
+        .map_err(|e| classify("list", "namespaces", e))?;
+    if namespaces.items.is_empty() {
+        return Err(Error::LeaseNamespaceMissing {
+            namespace: lease.namespace.clone(),
+        });
+    }
+    Api::<Lease>::namespaced(client.clone(), &lease.namespace)
+        .get_opt(&lease.name)
+        .await
+        .map(drop)
+        .map_err(|e| classify("get", LEASES, e))
 }
 
 /// Lists one object of a kind, cluster-wide.

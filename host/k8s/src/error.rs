@@ -36,6 +36,14 @@ pub enum Error {
         /// The resource (`ippools.herald.dev`).
         resource: String,
     },
+    /// The namespace of the leader-election Lease does not exist.
+    #[error(
+        "the lease namespace {namespace} does not exist: create it, or name another with --lease-namespace (POD_NAMESPACE)"
+    )]
+    LeaseNamespaceMissing {
+        /// The namespace.
+        namespace: String,
+    },
     /// RBAC refused a request (403).
     #[error(
         "forbidden: cannot {verb} {resource}: grant Herald's identity (its ServiceAccount or kubeconfig user) {verb} on {resource} ({message})"

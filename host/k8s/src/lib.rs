@@ -18,22 +18,26 @@
 //! - [`write`](mod@write): the driver: records before statuses, a create conflict
 //!   reported for a new plan, released records deleted last;
 //! - [`controller`]: the loop: wait for a change, debounce, plan, write the
-//!   difference;
+//!   difference, while this replica leads;
+//! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease
+//!   (kube-lease-manager, with a watch for fast handover and a fence);
 //! - [`error`]: failures, each one line naming what to fix;
 //! - [`speaker`]: the speaker's side: reflectors for what `herald speaker`
 //!   reads (and the Secrets `BGPPeer`s name, each watched by name), built
 //!   into the same `Manifests` the standalone speaker plans from.
 //!
-//! Not built yet: leader election (run one replica), Events, `IPPool` and
-//! `PolicyPlugin` status, `PolicyPlugin` sources from ConfigMaps.
+//! Not built yet: Events, `IPPool` and `PolicyPlugin` status,
+//! `PolicyPlugin` sources from ConfigMaps.
 
 pub mod controller;
 pub mod diff;
 pub mod error;
 pub mod inputs;
+pub mod lease;
 pub mod reflect;
 pub mod speaker;
 pub mod write;
 
 pub use controller::{Settings, connect, run};
 pub use error::{Error, Result};
+pub use lease::LeaseSettings;

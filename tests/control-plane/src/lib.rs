@@ -290,6 +290,23 @@ impl ControlPlane {
         self.dir.join("kubeconfig")
     }
 
+    /// A kubeconfig for the ServiceAccount `namespace/name` (which must
+    /// exist), with a token the API server issues for it: to test what an
+    /// identity with less than the admin's rights sees.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let token = self.kubectl(&["create", "token", "-n", namespace, name])?;
+        let token = String::from_utf8_lossy(&token.stdout);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: u\n  user: {{token: \"{}\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            self.server,
+            self.dir.join("ca.crt").display(),
+            token.trim()
+        );
+        let path = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
+        std::fs::write(&path, text).map_err(|e| Error(e.to_string()))?;
+        Ok(path)
+    }
+
     /// The API server's URL (`https://127.0.0.1:PORT`).
     pub fn server(&self) -> &str {
         &self.server
