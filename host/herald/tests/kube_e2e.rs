@@ -155,9 +155,12 @@ impl E2e {
             .replace(cp.server(), &format!("https://127.0.0.1:{API_PORT}"));
         let node_kubeconfig = lab.path("node-kubeconfig");
         std::fs::write(&node_kubeconfig, kubeconfig).unwrap();
+        // A Lease of its own: the one the other test's killed controller
+        // held would keep this one waiting for the term to run out.
+        let lease = herald_netns::unique("e2e");
         let controller = HostProcess::start(
             env!("CARGO_BIN_EXE_herald"),
-            &["controller"],
+            &["controller", "--lease-name", &lease],
             &[("KUBECONFIG", &cp.kubeconfig())],
             &lab.path("controller.log"),
         );
