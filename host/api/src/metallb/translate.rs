@@ -224,7 +224,7 @@ fn aliases(objects: &[Object]) -> Result<BTreeMap<String, String>, ImportError> 
 
 /// A community as MetalLB writes one: `(false, "64512:100")` or, for
 /// `large:1:2:3`, `(true, "1:2:3")`.
-fn parse_community(text: &str) -> Option<(bool, String)> {
+pub(super) fn parse_community(text: &str) -> Option<(bool, String)> {
     let numbers = |s: &str, n: usize, max: u64| {
         let parts: Vec<&str> = s.split(':').collect();
         parts.len() == n
