@@ -266,8 +266,8 @@ pub enum Kind {
     L2(L2Spec),
     /// `BGPAdvertisement`.
     Bgp(BgpAdvertisementSpec),
-    /// `BGPPeer`.
-    Peer(PeerSpec),
+    /// `BGPPeer` (boxed: by far the largest spec).
+    Peer(Box<PeerSpec>),
     /// `Community`.
     Community(CommunitySpec),
     /// `BFDProfile`: the fields that are set, by name.
@@ -372,7 +372,7 @@ fn read_value(at: &Origin, value: Value, out: &mut Vec<Object>) -> Result<(), Im
             Kind::Bgp(parse(&object, spec, &mut unknown)?)
         }
         ("metallb.io/v1beta1" | "metallb.io/v1beta2", "BGPPeer") => {
-            Kind::Peer(parse(&object, spec, &mut unknown)?)
+            Kind::Peer(Box::new(parse(&object, spec, &mut unknown)?))
         }
         ("metallb.io/v1beta1", "Community") => Kind::Community(parse(&object, spec, &mut unknown)?),
         ("metallb.io/v1beta1", "BFDProfile") => {

@@ -195,7 +195,7 @@ pub(super) fn read(at: &Origin, meta: &Meta, config: &str) -> Result<Vec<Object>
         out.push(object(
             &name,
             format!("peers[{i}]"),
-            Kind::Peer(spec),
+            Kind::Peer(Box::new(spec)),
             Vec::new(),
         ));
     }

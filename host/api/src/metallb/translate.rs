@@ -121,7 +121,7 @@ pub fn import(objects: &[Object]) -> Result<Import, ImportError> {
         out.pools.push(imported);
     }
     let peers: Vec<(&Object, &PeerSpec)> = of_kind(objects, |k| match k {
-        Kind::Peer(s) => Some(s),
+        Kind::Peer(s) => Some(s.as_ref()),
         _ => None,
     })?;
     for (o, spec) in &peers {
