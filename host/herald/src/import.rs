@@ -106,8 +106,9 @@ fn documents<T: Serialize>(objects: &[T]) -> String {
         .collect()
 }
 
-/// The output files, by name, with their text (empty kinds left out).
-fn by_kind(imported: &Import) -> Vec<(&'static str, String)> {
+/// The output files, by name, with their text (empty for a kind with no
+/// objects).
+fn by_kind(imported: &Import) -> [(&'static str, String); 4] {
     [
         ("ippools.yaml", documents(&imported.pools)),
         ("bgppeers.yaml", documents(&imported.bgp_peers)),
@@ -120,9 +121,6 @@ fn by_kind(imported: &Import) -> Vec<(&'static str, String)> {
             documents(&imported.l2_advertisements),
         ),
     ]
-    .into_iter()
-    .filter(|(_, text)| !text.is_empty())
-    .collect()
 }
 
 fn all_kinds(imported: &Import) -> String {
@@ -132,12 +130,25 @@ fn all_kinds(imported: &Import) -> String {
         .collect()
 }
 
+/// Writes one file per kind that has objects, and removes the file of a
+/// kind that has none (left by an earlier import), so that `kubectl apply
+/// -f DIR` applies exactly this import.
 fn write_files(dir: &Path, imported: &Import) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let at = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{path}: {e}"))
+    };
     for (name, text) in by_kind(imported) {
         let path = dir.join(name);
-        std::fs::write(&path, text)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        if text.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(at(&path)(e)),
+                _ => {}
+            }
+        } else {
+            std::fs::write(&path, text).map_err(at(&path))?;
+        }
     }
     Ok(())
 }

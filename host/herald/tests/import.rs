@@ -180,6 +180,40 @@ fn stdout_holds_every_kind_and_strict_fails_on_anything_dropped() {
 }
 
 #[test]
+fn out_dir_holds_exactly_the_last_import() {
+    let out = temp_dir("rerun");
+    std::fs::write(out.join("l2advertisements.yaml"), "stale").unwrap();
+    std::fs::write(out.join("notes.txt"), "the user's").unwrap();
+    let import_into_out = |input: &Path| {
+        herald(&[
+            "import",
+            "metallb",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    assert!(import_into_out(&here().join("legacy")).status.success());
+    assert_ne!(
+        std::fs::read_to_string(out.join("l2advertisements.yaml")).unwrap(),
+        "stale"
+    );
+    let pools_only = temp_dir("pools-only");
+    std::fs::write(
+        pools_only.join("pool.yaml"),
+        metallb_pool("a", "198.51.100.0/24", ""),
+    )
+    .unwrap();
+    assert!(import_into_out(&pools_only).status.success());
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["ippools.yaml", "notes.txt"]);
+}
+
+#[test]
 fn strict_passes_when_everything_is_carried_over() {
     let dir = temp_dir("clean");
     std::fs::write(

@@ -127,7 +127,19 @@ fn switching_from_metallb_moves_no_address_and_records_every_one() {
     // without storing them, then for real.
     let dir = out.path().to_str().unwrap();
     let dry = kubectl(cp, &["apply", "--dry-run=server", "-f", dir], None);
-    assert_eq!(dry.lines().count(), 10, "{dry}");
+    let objects = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .map(|text| text.matches("\nkind: ").count())
+        .sum::<usize>();
+    assert_eq!(objects, 10, "the import wrote every object");
+    assert_eq!(
+        dry.lines()
+            .filter(|l| l.ends_with("(server dry run)"))
+            .count(),
+        objects,
+        "{dry}"
+    );
     kubectl(cp, &["apply", "-f", dir], None);
 
     for (ns, labels) in [("payments", "{}"), ("red", "{team: red}"), ("shop", "{}")] {

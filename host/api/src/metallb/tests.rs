@@ -320,3 +320,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn lists_as_kubectl_exports_them_are_read_item_by_item() {
+    let objects = read(
+        "export.yaml",
+        r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: metallb.io/v1beta1
+  kind: IPAddressPool
+  metadata: {name: a, namespace: metallb-system, resourceVersion: "1", uid: x}
+  spec: {addresses: [198.51.100.0/24]}
+  status: {assignedIPv4: 1}
+- apiVersion: metallb.io/v1beta1
+  kind: L2Advertisement
+  metadata: {name: l2, namespace: metallb-system}
+"#,
+    )
+    .unwrap();
+    assert_eq!(objects.len(), 2);
+    assert_eq!(
+        objects[0].origin.object,
+        "IPAddressPool \"metallb-system/a\""
+    );
+    let i = import(&objects).unwrap();
+    assert_eq!((i.pools.len(), i.l2_advertisements.len()), (1, 1));
+    assert!(i.dropped.is_empty(), "{:?}", i.dropped);
+    let err = read(
+        "export.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- {kind: Pod, apiVersion: v1, metadata: {name: p}}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.object, "Pod \"p\"");
+}
