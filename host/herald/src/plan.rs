@@ -1,13 +1,14 @@
 //! `herald plan`: load manifests, allocate, print the plan as a table, JSON
 //! or YAML (DESIGN.md §7).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_core::{Allocator, Config, Plan, Snapshot};
+use herald_core::{Allocator, Config, Plan, ServiceRef, Snapshot};
 use herald_policy::Registry;
 use serde::Serialize;
 
@@ -117,12 +118,17 @@ struct Move<'a> {
 
 /// Every Service whose status holds an address its plan does not.
 fn moves<'a>(snapshot: &'a Snapshot, plan: &'a Plan) -> Vec<Move<'a>> {
+    // By id (a plan may hold 100,000 Services); the first definition, as
+    // the allocator uses.
+    let mut status: HashMap<&ServiceRef, &[IpAddr]> = HashMap::new();
+    for s in &snapshot.services {
+        status.entry(&s.id).or_insert(&s.status_ips);
+    }
     plan.services
         .iter()
         .filter_map(|o| {
-            let service = snapshot.services.iter().find(|s| s.id == o.service)?;
-            let from: Vec<IpAddr> = service
-                .status_ips
+            let from: Vec<IpAddr> = status
+                .get(&o.service)?
                 .iter()
                 .filter(|ip| !o.ips.contains(ip))
                 .copied()
