@@ -14,7 +14,9 @@
 //! - [`selector`]: Kubernetes label selectors into core selectors;
 //! - [`inputs`]: typed objects into a snapshot and plugin specs (shared by
 //!   the loader and the controller, so both read objects alike);
-//! - [`load`]: files and directories of multi-document YAML into a snapshot.
+//! - [`load`]: files and directories of multi-document YAML into a snapshot;
+//! - [`metallb`]: MetalLB's configuration into these objects (`herald import
+//!   metallb`).
 
 // kube's `printcolumn(...)` lists repeat `type_ = ...`, which clippy
 // mistakes for duplicated attributes.
@@ -24,6 +26,7 @@ pub mod bgp;
 pub mod inputs;
 pub mod l2;
 pub mod load;
+pub mod metallb;
 pub mod node;
 pub mod plugin;
 pub mod pool;

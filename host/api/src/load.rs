@@ -149,6 +149,20 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, LoadError> {
     Ok(out)
 }
 
+/// The text of every manifest file under `paths`, found and guarded as
+/// [`load_paths`] finds them (for readers of other formats, such as
+/// [`crate::metallb`]).
+pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(PathBuf, String)>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect(path.as_ref(), true, &mut files)?;
+    }
+    files
+        .into_iter()
+        .map(|file| read_manifest(&file).map(|text| (file, text)))
+        .collect()
+}
+
 /// Reads a file [`collect`] found to be regular, at most
 /// [`MAX_MANIFEST_BYTES`] of it.
 fn read_manifest(file: &Path) -> Result<String, LoadError> {

@@ -737,14 +737,15 @@ impl<'a> Allocator<'a> {
             if kept_pool.is_some_and(|p| p != pool) {
                 continue;
             }
-            let usable = if requested.is_some() {
-                s.pool
-                    .as_deref()
-                    .is_none_or(|n| n == self.index.pools[pool].name)
-                    && self.admits(pool, s)
-            } else {
-                self.candidate(pool, s)
-            };
+            // autoAssign governs handing out new addresses, not keeping
+            // held ones (as in MetalLB, whose Services keep an address from
+            // such a pool across restarts): a held address stays where the
+            // pool admits the Service and it names no other pool.
+            let usable = s
+                .pool
+                .as_deref()
+                .is_none_or(|n| n == self.index.pools[pool].name)
+                && self.admits(pool, s);
             if usable && self.available(i, pool, ip) {
                 keep.push(ip);
                 kept_pool = Some(pool);
@@ -920,9 +921,34 @@ impl<'a> Allocator<'a> {
             }
             // SingleStack wants one family; PreferDualStack wants one or two,
             // and settles for the first family a candidate pool can serve.
+            // A PreferDualStack Service is served from the pools with a
+            // priority when they can serve it at all (both families from
+            // one pool, else one family), and only then from the others:
+            // a priority is an explicit preference, which a pool without
+            // one does not outrank for holding a second family (MetalLB
+            // does the same with its namespace- and label-restricted pools;
+            // `herald import metallb` gives those a priority).
             FamilyPolicy::SingleStack | FamilyPolicy::PreferDualStack => {
-                if wanted.len() > 1 && self.choose(i, &with(wanted), wanted) {
-                    return Ok(());
+                if wanted.len() > 1 {
+                    let prioritized = |p: &usize| self.index.pools[*p].spec.priority.is_some();
+                    let (first, second): (Vec<usize>, Vec<usize>) =
+                        with(&[]).into_iter().partition(prioritized);
+                    for group in [first, second] {
+                        let within = |fams: &[Family]| -> Vec<usize> {
+                            with(fams)
+                                .into_iter()
+                                .filter(|p| group.contains(p))
+                                .collect()
+                        };
+                        if self.choose(i, &within(wanted), wanted) {
+                            return Ok(());
+                        }
+                        for &f in wanted {
+                            if self.choose(i, &within(&[f]), &[f]) {
+                                return Ok(());
+                            }
+                        }
+                    }
                 }
                 let mut any = Vec::new();
                 for &f in wanted {

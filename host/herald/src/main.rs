@@ -1,10 +1,12 @@
 //! The `herald` command: `plan` (allocate offline from manifests), `crds`
 //! (print the CRDs), `controller` (addresses for Services in a cluster),
-//! `speaker` (a node's speaker) and `plugin check|bench`
-//! (a policy plugin before deployment). `main` only parses flags and runs a
+//! `speaker` (a node's speaker), `plugin check|bench` (a policy plugin
+//! before deployment) and `import metallb` (MetalLB's configuration into
+//! Herald's objects). `main` only parses flags and runs a
 //! command; plugins are loaded by `herald_policy::Registry` in each.
 
 mod controller;
+mod import;
 mod plan;
 mod plugin;
 mod speaker;
@@ -37,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: plugin::Command,
     },
+    /// Translate another load balancer's configuration into Herald objects.
+    Import {
+        #[command(subcommand)]
+        command: import::Command,
+    },
 }
 
 /// Exit code for unreadable or invalid manifests (clap uses it for usage
@@ -44,6 +51,11 @@ enum Command {
 pub const EXIT_INVALID_INPUT: u8 = 2;
 /// Exit code of `plan --fail-on-pending` when a Service is Pending.
 pub const EXIT_PENDING: u8 = 3;
+/// Exit code of `import --strict` when something was not carried over.
+pub const EXIT_NOT_CARRIED_OVER: u8 = 4;
+/// Exit code of `plan --fail-on-move` when a Service would lose a status
+/// address.
+pub const EXIT_MOVED: u8 = 5;
 
 /// The log filter when `HERALD_LOG` is unset. kube-client logs every failed
 /// request at ERROR from inside its client; Herald reports those failures
@@ -65,6 +77,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => controller::run(args),
         Command::Speaker(args) => speaker::run(args),
         Command::Plugin { command } => plugin::run(&command),
+        Command::Import { command } => import::run(&command),
         Command::Crds => {
             print!("{}", herald_api::crds_yaml());
             ExitCode::SUCCESS

@@ -1,17 +1,18 @@
 //! `herald plan`: load manifests, allocate, print the plan as a table, JSON
 //! or YAML (DESIGN.md §7).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_core::{Allocator, Config, Plan};
+use herald_core::{Allocator, Config, Plan, ServiceRef, Snapshot};
 use herald_policy::Registry;
 use serde::Serialize;
 
-use crate::{EXIT_INVALID_INPUT, EXIT_PENDING};
+use crate::{EXIT_INVALID_INPUT, EXIT_MOVED, EXIT_PENDING};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -42,6 +43,11 @@ pub struct Args {
     /// Exit with 3 when any Service is Pending (for CI gates).
     #[arg(long, env = "HERALD_FAIL_ON_PENDING")]
     fail_on_pending: bool,
+    /// Exit with 5 when any Service would lose an address its
+    /// status.loadBalancer.ingress holds (a switch from another load
+    /// balancer must move nothing).
+    #[arg(long, env = "HERALD_FAIL_ON_MOVE")]
+    fail_on_move: bool,
     /// The loadBalancerClass Herald serves (Services with another class are
     /// not Herald's).
     #[arg(long, default_value = herald_core::config::DEFAULT_LOAD_BALANCER_CLASS, env = "HERALD_LOAD_BALANCER_CLASS")]
@@ -72,31 +78,80 @@ pub fn run(args: &Args) -> ExitCode {
     plan.errors.extend(plugin_errors);
     plan.errors.extend(manifests.errors);
     plan.errors.sort();
+    let moves = moves(&manifests.snapshot, &plan);
     let text = match args.output {
-        Output::Table => table(&plan),
+        Output::Table => table(&plan, &moves),
         Output::Json => {
-            let mut s = serde_json::to_string_pretty(&Report::of(&plan)).expect("plan serializes");
+            let mut s =
+                serde_json::to_string_pretty(&Report::of(&plan, &moves)).expect("plan serializes");
             s.push('\n');
             s
         }
-        Output::Yaml => serde_yaml_ng::to_string(&Report::of(&plan)).expect("plan serializes"),
+        Output::Yaml => {
+            serde_yaml_ng::to_string(&Report::of(&plan, &moves)).expect("plan serializes")
+        }
     };
     // A closed pipe (`herald plan … | head`) is not an error worth a panic.
     let _ = std::io::stdout().write_all(text.as_bytes());
     let pending = plan.services.iter().any(|s| s.pending.is_some());
     if args.fail_on_pending && pending {
         ExitCode::from(EXIT_PENDING)
+    } else if args.fail_on_move && !moves.is_empty() {
+        ExitCode::from(EXIT_MOVED)
     } else {
         ExitCode::SUCCESS
     }
 }
 
-/// The JSON/YAML form of a plan: exactly the keys of DESIGN.md §7.
+/// A Service the plan takes an address from that its
+/// `status.loadBalancer.ingress` holds: what a switch from another load
+/// balancer (MetalLB) must not do, listed so it is seen before applying.
+#[derive(Serialize)]
+struct Move<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    /// The status addresses the plan does not keep.
+    from: Vec<IpAddr>,
+    /// What the plan gives instead (empty when Pending).
+    to: &'a [IpAddr],
+}
+
+/// Every Service whose status holds an address its plan does not.
+fn moves<'a>(snapshot: &'a Snapshot, plan: &'a Plan) -> Vec<Move<'a>> {
+    // By id (a plan may hold 100,000 Services); the first definition, as
+    // the allocator uses.
+    let mut status: HashMap<&ServiceRef, &[IpAddr]> = HashMap::new();
+    for s in &snapshot.services {
+        status.entry(&s.id).or_insert(&s.status_ips);
+    }
+    plan.services
+        .iter()
+        .filter_map(|o| {
+            let from: Vec<IpAddr> = status
+                .get(&o.service)?
+                .iter()
+                .filter(|ip| !o.ips.contains(ip))
+                .copied()
+                .collect();
+            (!from.is_empty()).then_some(Move {
+                namespace: &o.service.namespace,
+                name: &o.service.name,
+                from,
+                to: &o.ips,
+            })
+        })
+        .collect()
+}
+
+/// The JSON/YAML form of a plan: exactly the keys of DESIGN.md §7, and
+/// `moves` when a Service would lose a status address.
 #[derive(Serialize)]
 struct Report<'a> {
     services: Vec<ServiceRow<'a>>,
     pools: Vec<PoolRow<'a>>,
     errors: Vec<ErrorRow<'a>>,
+    #[serde(skip_serializing_if = "<[Move]>::is_empty")]
+    moves: &'a [Move<'a>],
 }
 
 #[derive(Serialize)]
@@ -129,8 +184,9 @@ struct ErrorRow<'a> {
 }
 
 impl<'a> Report<'a> {
-    fn of(plan: &'a Plan) -> Report<'a> {
+    fn of(plan: &'a Plan, moves: &'a [Move<'a>]) -> Report<'a> {
         Report {
+            moves,
             services: plan
                 .services
                 .iter()
@@ -205,7 +261,7 @@ fn columns(rows: &[Vec<String>]) -> String {
 /// one did, status or reason), then pool usage, then problems: objects
 /// ignored and plugin failures (once per plugin). The
 /// PLUGIN column appears only when some plugin chose an address.
-fn table(plan: &Plan) -> String {
+fn table(plan: &Plan, moves: &[Move]) -> String {
     let with_plugin = plan.services.iter().any(|o| o.plugin.is_some());
     let mut header = vec!["SERVICE".to_owned(), "IPS".to_owned(), "POOL".to_owned()];
     if with_plugin {
@@ -251,6 +307,23 @@ fn table(plan: &Plan) -> String {
     }
     out.push('\n');
     out.push_str(&columns(&pools));
+    if !moves.is_empty() {
+        out.push_str("\nADDRESS CHANGES (status.loadBalancer.ingress not kept)\n");
+        for m in moves {
+            let join = |ips: &[IpAddr]| {
+                ips.iter()
+                    .map(IpAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let to = if m.to.is_empty() {
+                "nothing (Pending)".to_owned()
+            } else {
+                join(m.to)
+            };
+            let _ = writeln!(out, "{}/{}: {} -> {to}", m.namespace, m.name, join(&m.from));
+        }
+    }
     if !plan.errors.is_empty() {
         out.push_str("\nPROBLEMS\n");
         for e in &plan.errors {

@@ -655,6 +655,52 @@ fn family_prefer_dual_stack_falls_back_to_one_address() {
 }
 
 #[test]
+fn family_prefer_dual_stack_stays_with_the_pools_that_have_a_priority() {
+    // An IPv4-only pool with a priority outranks a dual-stack pool without
+    // one: the Service gets one address from the first, as MetalLB gives
+    // it from a restricted pool.
+    let pools = |v4_priority: Option<i32>| {
+        vec![
+            decl("restricted-v4", &["192.0.2.0/24"], |s| {
+                s.priority = v4_priority
+            }),
+            pool("open-dual", &["198.51.100.0/24", "2001:db8::/120"]),
+        ]
+    };
+    let web = || dual(svc("a/web"), FamilyPolicy::PreferDualStack);
+    let p = plan(pools(Some(1)), vec![web()]);
+    assert_eq!(ips(&p, "a/web"), ["192.0.2.0"]);
+    assert_eq!(outcome(&p, "a/web").pool.as_deref(), Some("restricted-v4"));
+    // Among pools alike (none with a priority), one with both families wins.
+    let p = plan(pools(None), vec![web()]);
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0", "2001:db8::"]);
+    // Among pools with a priority too, even a later one.
+    let p = plan(
+        vec![
+            decl("a-v4", &["192.0.2.0/24"], |s| s.priority = Some(1)),
+            decl("b-dual", &["198.51.100.0/24", "2001:db8::/120"], |s| {
+                s.priority = Some(2)
+            }),
+        ],
+        vec![web()],
+    );
+    assert_eq!(outcome(&p, "a/web").pool.as_deref(), Some("b-dual"));
+    // A full prioritized pool hands over to the others.
+    let p = plan(
+        vec![
+            decl("restricted-v4", &["192.0.2.1/32"], |s| s.priority = Some(1)),
+            pool("open-dual", &["198.51.100.0/24", "2001:db8::/120"]),
+        ],
+        vec![
+            aged(web(), 2),
+            aged(dual(svc("a/first"), FamilyPolicy::SingleStack), 1),
+        ],
+    );
+    assert_eq!(ips(&p, "a/first"), ["192.0.2.1"]);
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0", "2001:db8::"]);
+}
+
+#[test]
 fn family_require_dual_stack_needs_one_pool_with_both() {
     let p = plan(
         vec![
@@ -1355,4 +1401,28 @@ mod plugins {
         assert_eq!(p.errors[0].kind, "IPPool");
         assert!(p.errors[0].message.contains("missing"));
     }
+}
+
+#[test]
+fn held_addresses_stay_in_a_pool_that_does_not_assign_automatically() {
+    // autoAssign: false stops new addresses, not held ones (a Service that
+    // MetalLB gave an address from such a pool keeps it on the switch).
+    let manual = || decl("manual", &["192.0.2.0/28"], |s| s.auto_assign = false);
+    let mut web = svc("a/web");
+    web.status_ips = vec![ip("192.0.2.5")];
+    let p = plan(
+        vec![manual(), pool("open", &["198.51.100.0/24"])],
+        vec![web.clone()],
+    );
+    assert_eq!(ips(&p, "a/web"), ["192.0.2.5"]);
+    // A Service that names another pool leaves it.
+    web.pool = Some("open".into());
+    let p = plan(
+        vec![manual(), pool("open", &["198.51.100.0/24"])],
+        vec![web],
+    );
+    assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
+    // New Services still never get one.
+    let p = plan(vec![manual()], vec![svc("a/new")]);
+    assert_eq!(reason(&p, "a/new"), Some(PendingReason::NoMatchingPool));
 }
