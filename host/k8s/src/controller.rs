@@ -3,8 +3,11 @@
 //! ```text
 //! watchers ──► stores ──change──► debounce ──► Inputs ──► core: Allocator ──► Plan
 //!                ▲                                ▲                             │
-//!                │                 plugin Registry┘          diff::changes ◄────┘
-//!                └──── wait until shown ◄──── write (records, statuses, releases)
+//!                │                 plugin Registry┘          diff::changes ◄────┤
+//!                │                                          status::changes ◄───┘
+//!                └──── wait until shown ◄──── write (records, statuses, releases;
+//!                                             then pool and plugin statuses)
+//!                                               └──► Events (a task of their own)
 //! ```
 //!
 //! - Before anything, a preflight lists each kind once and asks the API
@@ -22,6 +25,8 @@
 //! - Failed writes are retried with a growing delay, up to
 //!   30 s; plugins that failed to load are retried every 10 s (as in the
 //!   speaker).
+//! - Events go to a task of their own ([`crate::events`]): recording them
+//!   never holds up a write, and a failure to record is logged once.
 //!
 //! Planning runs in `block_in_place`: loading a plugin compiles it and
 //! plugin calls block (herald-policy's crate docs). One replica only: there
@@ -44,9 +49,11 @@ use serde::de::DeserializeOwned;
 
 use crate::diff;
 use crate::error::{Error, Result, classify};
+use crate::events::Events;
 use crate::inputs::Inputs;
 use crate::reflect::{Changed, Stores, Written};
-use crate::write::{WriteError, write};
+use crate::status;
+use crate::write::{WriteError, write, write_statuses};
 use herald_api::plugin::PolicyPlugin;
 use herald_api::pool::{IPAllocation, IPPool};
 
@@ -89,6 +96,7 @@ pub async fn connect() -> Result<Client> {
 /// dropped. Returns only on a preflight failure.
 pub async fn run(client: Client, settings: Settings) -> Result<()> {
     preflight(&client).await?;
+    let events = Events::start(&client);
     let (stores, mut changed) = Stores::start(&client);
     stores.ready().await;
     tracing::info!("stores filled; planning");
@@ -107,9 +115,12 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
         let inputs = Inputs::of(&objects);
         let plan = tokio::task::block_in_place(|| plan(&inputs, &config, &mut registry));
         report(&plan.errors, &mut reported);
-        let changes = diff::changes(&plan, &objects, &Time(Timestamp::now()));
+        let now = Time(Timestamp::now());
+        let changes = diff::changes(&plan, &objects, &now);
+        let statuses = status::changes(&plan, &registry.status(), &objects, &now);
         let mut wake = registry.has_failures().then_some(PLUGIN_RETRY);
         written = Written::default();
+        let mut settled = true;
         if !changes.is_empty() {
             tracing::info!(
                 create = changes.create.len(),
@@ -118,8 +129,9 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
                 delete = changes.delete.len(),
                 "writing the difference"
             );
-            let (done, result) = write(&client, &changes).await;
+            let (done, result) = write(&client, &changes, &events).await;
             written = done;
+            settled = result.is_ok();
             match result {
                 Ok(()) => retry = FIRST_RETRY,
                 // The stores show the record that was in the way within
@@ -134,6 +146,16 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
                     retry = (retry * 2).min(MAX_RETRY);
                 }
             }
+        }
+        // Pool and plugin statuses describe the plan: written once the
+        // cluster holds it.
+        if settled
+            && !statuses.is_empty()
+            && let Err(e) = write_statuses(&client, &statuses, &mut written).await
+        {
+            tracing::warn!(retry_in = ?retry, "{e}");
+            wake = Some(retry);
+            retry = (retry * 2).min(MAX_RETRY);
         }
         next_change(&mut changed, wake).await;
     }
@@ -203,6 +225,11 @@ async fn preflight(client: &Client) -> Result<()> {
         ("update", "herald.dev", "ipallocations", ""),
         ("delete", "herald.dev", "ipallocations", ""),
         ("patch", "", "services", "status"),
+        ("patch", "herald.dev", "ippools", "status"),
+        ("patch", "herald.dev", "policyplugins", "status"),
+        // kube-runtime's event recorder: a new Event, or a count on it.
+        ("create", "events.k8s.io", "events", ""),
+        ("patch", "events.k8s.io", "events", ""),
     ];
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     for (verb, group, resource, subresource) in needed {
@@ -222,7 +249,8 @@ async fn preflight(client: &Client) -> Result<()> {
         let name = match (group, subresource) {
             ("", "") => resource.to_owned(),
             ("", sub) => format!("{resource}/{sub}"),
-            (group, _) => format!("{resource}.{group}"),
+            (group, "") => format!("{resource}.{group}"),
+            (group, sub) => format!("{resource}.{group}/{sub}"),
         };
         let answer = reviews
             .create(&PostParams::default(), &review)
