@@ -294,8 +294,24 @@ fn statuses(
     for svc in &objects.services {
         let id = service_ref(svc);
         if !planned.contains(&id) && condition(svc).is_some() {
+            // The API server empties `status.loadBalancer` itself when the
+            // type changes: the records say what the Service held.
+            let mut held = shown(svc);
+            for record in &objects.allocations {
+                let holds = record
+                    .spec
+                    .services
+                    .iter()
+                    .any(|s| s.namespace == id.namespace && s.name == id.name);
+                if let Ok(ip) = record.spec.address.parse::<IpAddr>()
+                    && holds
+                    && !held.contains(&ip)
+                {
+                    held.push(ip);
+                }
+            }
             let events = released(
-                &shown(svc),
+                &held,
                 &[],
                 "the Service is no longer Herald's (not of type LoadBalancer, or another loadBalancerClass)",
             )

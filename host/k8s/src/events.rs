@@ -51,6 +51,11 @@ impl Events {
                         failing = false;
                     }
                     Ok(()) => {}
+                    // The Service's namespace is being deleted: nobody is
+                    // left to read its Events.
+                    Err(kube::Error::Api(s)) if s.message.contains("being terminated") => {
+                        tracing::debug!(reason = event.reason, "{}", s.message);
+                    }
                     Err(e) => {
                         let e = classify("create", "events.events.k8s.io", e);
                         if failing {

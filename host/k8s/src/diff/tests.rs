@@ -172,6 +172,8 @@ fn a_service_that_stops_being_herald_s_is_cleared_and_released() {
     let mut after = written(&objects, &changes(&plan(&objects), &objects, &now()));
     let mut svc = (*after.services[0]).clone();
     svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    // As the API server does on that change.
+    svc.status.as_mut().unwrap().load_balancer = Some(LoadBalancerStatus::default());
     after.services[0] = Arc::new(svc);
     let changes = changes(&plan(&after), &after, &now());
     assert_eq!(changes.delete.len(), 1);
