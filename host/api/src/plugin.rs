@@ -512,9 +512,15 @@ mod tests {
                     ".spec.failurePolicy".to_owned()
                 ),
                 (
+                    "Ready".to_owned(),
+                    ".status.conditions[?(@.type==\"Ready\")].status".to_owned()
+                ),
+                (
                     "Loaded digest".to_owned(),
                     ".status.loadedDigest".to_owned()
                 ),
+                ("Age".to_owned(), ".metadata.creationTimestamp".to_owned()),
+                ("Last error".to_owned(), ".status.lastError".to_owned()),
             ]
         );
         let schema = serde_json::to_value(&version.schema).unwrap();

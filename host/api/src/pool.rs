@@ -352,6 +352,25 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_defaults_auto_assign_so_kubectl_shows_it() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(IPPool::crd()).unwrap();
+        let version = &crd["spec"]["versions"][0];
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["properties"]["autoAssign"]["default"], true);
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Addresses", "Auto", "Capacity", "Allocated", "Valid", "Age"]
+        );
+    }
+
+    #[test]
     fn defaults_apply() {
         let spec = pool(&["198.51.100.0/24"]).validate().spec.unwrap();
         assert!(spec.auto_assign);
