@@ -31,9 +31,25 @@ use crate::bgp::data_key;
         json_path = ".spec.failurePolicy"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Loaded digest",
         type_ = "string",
         json_path = ".status.loadedDigest"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Last error",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.lastError"
     )
 )]
 #[serde(rename_all = "camelCase")]
@@ -141,17 +157,21 @@ pub struct ConfigMapKeyReference {
     pub key: String,
 }
 
-/// `PolicyPlugin.status`, written by Herald when it loads the plugin.
+/// `PolicyPlugin.status`, written by the controller as it loads the plugin.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyPluginStatus {
-    /// The SHA-256 digest of the component in use (64 hex digits).
+    /// The SHA-256 digest of the component the controller runs (64 hex
+    /// digits); absent when none runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_digest: Option<String>,
-    /// The last failure: load, verification or call.
+    /// The last failure: a refused spec, a failed load or verification
+    /// (until the wanted version runs), or a failed call (until a new
+    /// version is loaded or another failure replaces it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// Conditions of the plugin (`Loaded`).
+    /// `Ready`: True when the version the spec asks for runs; False with
+    /// the reason (`Invalid`, `LoadFailed`) and message when it does not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -492,9 +512,15 @@ mod tests {
                     ".spec.failurePolicy".to_owned()
                 ),
                 (
+                    "Ready".to_owned(),
+                    ".status.conditions[?(@.type==\"Ready\")].status".to_owned()
+                ),
+                (
                     "Loaded digest".to_owned(),
                     ".status.loadedDigest".to_owned()
                 ),
+                ("Age".to_owned(), ".metadata.creationTimestamp".to_owned()),
+                ("Last error".to_owned(), ".status.lastError".to_owned()),
             ]
         );
         let schema = serde_json::to_value(&version.schema).unwrap();

@@ -27,6 +27,11 @@ use crate::{FieldError, selector};
     printcolumn(name = "Capacity", type_ = "string", json_path = ".status.capacity"),
     printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(
+        name = "Valid",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Valid\")].status"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -39,7 +44,10 @@ pub struct IPPoolSpec {
     pub addresses: Vec<String>,
     /// Whether Services that do not ask for this pool get addresses from it
     /// (default true).
+    // The schema's default makes the API server store `true` when the field
+    // is left out, so `kubectl get ippools` shows it in the AUTO column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
     pub auto_assign: Option<bool>,
     /// Skip IPv4 addresses ending in .0 or .255 (default false).
     #[serde(
@@ -81,15 +89,34 @@ pub struct IPPoolAllocation {
 #[serde(rename_all = "camelCase")]
 pub struct IPPoolStatus {
     /// Usable addresses (after avoidBuggyIPs), in decimal: a string because
-    /// an IPv6 pool can hold more than 2^63.
+    /// an IPv6 pool can hold more than 2^63. 0 when the pool is not valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<String>,
     /// Distinct addresses held by Services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated: Option<i64>,
-    /// `Valid` (False with the reason when the pool is unused).
+    /// Capacity and allocated of the pool's IPv4 addresses (absent when it
+    /// has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<IPPoolFamilyStatus>,
+    /// Capacity and allocated of the pool's IPv6 addresses (absent when it
+    /// has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<IPPoolFamilyStatus>,
+    /// `Valid`: True when Services get addresses from the pool; False with
+    /// the reason (`Malformed`, `Overlapping`) and message when it is not
+    /// used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Capacity and allocated of one family of a pool.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct IPPoolFamilyStatus {
+    /// Usable addresses of the family, in decimal.
+    pub capacity: String,
+    /// Distinct addresses of the family held by Services.
+    pub allocated: i64,
 }
 
 /// One address held by one or more Services, named after the address.
@@ -322,6 +349,25 @@ mod tests {
                 allocator_plugin: None,
             },
         )
+    }
+
+    #[test]
+    fn the_schema_defaults_auto_assign_so_kubectl_shows_it() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(IPPool::crd()).unwrap();
+        let version = &crd["spec"]["versions"][0];
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(spec["properties"]["autoAssign"]["default"], true);
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Addresses", "Auto", "Capacity", "Allocated", "Valid", "Age"]
+        );
     }
 
     #[test]

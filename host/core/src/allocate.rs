@@ -441,13 +441,18 @@ impl<'a> Allocator<'a> {
         let mut outcomes: Vec<Outcome> =
             (0..self.services.len()).map(|i| self.outcome(i)).collect();
         outcomes.sort_by(|a, b| a.service.cmp(&b.service));
-        let mut allocated: HashMap<&str, u128> = HashMap::new();
-        for u in self.used.values() {
-            *allocated.entry(self.index.pools[u.pool].name).or_default() += 1;
+        let mut allocated: HashMap<&str, [u128; 2]> = HashMap::new();
+        for (ip, u) in &self.used {
+            allocated.entry(self.index.pools[u.pool].name).or_default()[Family::of(*ip).index()] +=
+                1;
         }
         let mut usage = self.usage;
         for p in usage.iter_mut().filter(|p| p.valid) {
-            p.allocated = allocated.get(p.name.as_str()).copied().unwrap_or(0);
+            let by_family = allocated.get(p.name.as_str()).copied().unwrap_or_default();
+            for (family, count) in p.families.iter_mut().zip(by_family) {
+                family.allocated = count;
+            }
+            p.allocated = by_family[0] + by_family[1];
         }
         let mut errors = self.errors;
         errors.extend(self.policy_errors.into_inner());

@@ -42,6 +42,6 @@ pub mod service;
 pub use addr::{AddressEntryError, AddressRange, Family};
 pub use allocate::{Allocator, Outcome, Pending, PendingReason, Plan, Snapshot, allocate};
 pub use config::{Config, ConfigError};
-pub use pool::{PoolDecl, PoolSpec, PoolUsage};
+pub use pool::{FamilyUsage, InvalidPool, InvalidReason, PoolDecl, PoolSpec, PoolUsage};
 pub use selector::{LabelSelector, Labels, Requirement};
 pub use service::{FamilyPolicy, Held, Port, Request, Service, ServiceRef, TrafficPolicy};

@@ -281,6 +281,53 @@ pub struct PoolUsage {
     pub capacity: u128,
     /// Distinct addresses held.
     pub allocated: u128,
+    /// Capacity and allocated by family, IPv4 then IPv6 ([`Family::index`]);
+    /// `capacity` and `allocated` are their sums.
+    pub families: [FamilyUsage; 2],
+    /// Why the pool is not used: `Some` exactly when `valid` is false (the
+    /// message is also one of the plan's errors).
+    pub invalid: Option<InvalidPool>,
+}
+
+/// How full one family of a pool is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FamilyUsage {
+    /// Usable addresses of the family (saturates at `u128::MAX`).
+    pub capacity: u128,
+    /// Distinct addresses of the family held.
+    pub allocated: u128,
+}
+
+/// Why a pool is not used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidPool {
+    /// The kind of fault.
+    pub reason: InvalidReason,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The kinds of fault that make a pool unused (DESIGN.md §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// A field does not validate (an address entry, a reserved block…).
+    Malformed,
+    /// An older pool has the same name (manifests only: a cluster cannot
+    /// hold two).
+    DuplicateName,
+    /// Its addresses overlap those of an older valid pool.
+    Overlapping,
+}
+
+impl InvalidReason {
+    /// The reason as a condition or event reason (`Overlapping`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::Malformed => "Malformed",
+            InvalidReason::DuplicateName => "DuplicateName",
+            InvalidReason::Overlapping => "Overlapping",
+        }
+    }
 }
 
 /// A valid pool during allocation.
@@ -350,12 +397,15 @@ pub(crate) fn validate_pools<'a>(
     for decl in by_age_order {
         let first_of_name = names.insert(&decl.name);
         let verdict = match &decl.spec {
-            Err(message) => Err(message.clone()),
-            Ok(_) if !first_of_name => Err("an earlier IPPool has the same name".to_owned()),
+            Err(message) => Err((InvalidReason::Malformed, message.clone())),
+            Ok(_) if !first_of_name => Err((
+                InvalidReason::DuplicateName,
+                "an earlier IPPool has the same name".to_owned(),
+            )),
             Ok(spec) => {
                 let ranges = Family::ALL.map(|f| Ranges::of(&spec.addresses, f));
                 match overlap(&taken, &ranges) {
-                    Some(message) => Err(message),
+                    Some(message) => Err((InvalidReason::Overlapping, message)),
                     None => Ok((spec, ranges)),
                 }
             }
@@ -369,17 +419,19 @@ pub(crate) fn validate_pools<'a>(
                 }
                 valid.push((&decl.name, spec, ranges));
             }
-            Err(message) => {
+            Err((reason, message)) => {
                 errors.push(ConfigError {
                     kind: "IPPool".into(),
                     name: decl.name.clone(),
-                    message,
+                    message: message.clone(),
                 });
                 usage.push(PoolUsage {
                     name: decl.name.clone(),
                     valid: false,
                     capacity: 0,
                     allocated: 0,
+                    families: [FamilyUsage::default(); 2],
+                    invalid: Some(InvalidPool { reason, message }),
                 });
             }
         }
@@ -412,6 +464,11 @@ pub(crate) fn validate_pools<'a>(
                 .capacity()
                 .saturating_add(families[1].capacity()),
             allocated: 0,
+            families: families.each_ref().map(|f| FamilyUsage {
+                capacity: f.capacity(),
+                allocated: 0,
+            }),
+            invalid: None,
         });
         pools.push(LivePool {
             name,

@@ -9,7 +9,8 @@
 //! line each.
 //!
 //! The controller is the built `herald` binary, run as a child process
-//! that is killed when the test ends (its log is shown on failure). Tests
+//! that is killed when the test ends (its log is shown on failure;
+//! `herald_control_plane::herald`). Tests
 //! that run a controller take [`SERIAL`]: a controller serves the whole
 //! cluster. Each test has its own namespace and pools, and its pools admit
 //! only its namespace (`allocation.namespaces`), so a leftover of another
@@ -20,18 +21,16 @@
 //! built once per machine by scripts/control-plane-build.sh).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
+use herald_control_plane::herald::{Controller, POLL, SETTLE, Scope, condition, ingress};
 use herald_control_plane::{ControlPlane, shared};
 use herald_netns::{TempDir, wait_for};
 use serde_json::Value;
 
-/// How long a Service may take to show what the controller decided.
-const SETTLE: Duration = Duration::from_secs(30);
-/// How often kubectl looks while waiting.
-const POLL: Duration = Duration::from_millis(200);
+/// The `herald` binary under test.
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 /// One controller at a time: each serves every namespace.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -43,165 +42,7 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// The shared control plane with Herald's CRDs installed.
 fn with_crds() -> &'static ControlPlane {
-    herald_control_plane::with_crds(env!("CARGO_BIN_EXE_herald"))
-}
-
-/// A running `herald controller`, killed on drop.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Controller {
-    fn start(kubeconfig: &std::path::Path) -> Controller {
-        let dir = TempDir::new("hctl").unwrap();
-        let log = dir.path().join("controller.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("controller")
-            .env("KUBECONFIG", kubeconfig)
-            .env("HERALD_LOG", "info,herald_k8s=debug")
-            // A Lease of its own: the one a killed predecessor held would
-            // keep it waiting for the term to run out.
-            .env("HERALD_LEASE_NAME", herald_netns::unique("ctl"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start herald controller");
-        Controller {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for `what` to hold, failing with the controller's log.
-    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
-        wait_for(what, SETTLE, POLL, check)
-            .unwrap_or_else(|e| panic!("{e}\n--- controller log ---\n{}", self.log()))
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- controller log ---\n{}", self.log());
-        }
-    }
-}
-
-/// A test's namespace and pools, deleted when the test ends.
-struct Scope {
-    cp: &'static ControlPlane,
-    namespace: String,
-    pools: Vec<String>,
-}
-
-impl Scope {
-    fn new(cp: &'static ControlPlane, namespace: &str) -> Scope {
-        cp.kubectl(&["create", "namespace", namespace])
-            .unwrap_or_else(|e| panic!("{e}"));
-        Scope {
-            cp,
-            namespace: namespace.to_owned(),
-            pools: Vec::new(),
-        }
-    }
-
-    /// An IPPool that serves this namespace only.
-    fn pool(&mut self, name: &str, addresses: &str) {
-        let yaml = format!(
-            "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {{name: {name}}}\nspec:\n  addresses: [\"{addresses}\"]\n  allocation: {{namespaces: [{ns}]}}\n",
-            ns = self.namespace
-        );
-        self.apply(&yaml);
-        self.pools.push(name.to_owned());
-    }
-
-    /// A Service of type LoadBalancer in this namespace.
-    fn service(&self, name: &str) {
-        let yaml = format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n",
-            ns = self.namespace
-        );
-        self.apply(&yaml);
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.cp
-            .kubectl_with_input(&["apply", "-f", "-"], Some(yaml))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    fn delete_service(&self, name: &str) {
-        self.cp
-            .kubectl(&["delete", "service", "-n", &self.namespace, name])
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// The Service as JSON (`None`: not there).
-    fn get_service(&self, name: &str) -> Option<Value> {
-        let out = self
-            .cp
-            .kubectl(&["get", "service", "-n", &self.namespace, name, "-o", "json"])
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// The IPAllocation named after `address` (`None`: not there).
-    fn record(&self, address: &str) -> Option<Value> {
-        let name = address.replace(['.', ':'], "-");
-        let out = self
-            .cp
-            .kubectl(&[
-                "get",
-                "ipallocation",
-                &name,
-                "-o",
-                "json",
-                "--ignore-not-found",
-            ])
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        let _ = self
-            .cp
-            .kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-        for pool in &self.pools {
-            let _ = self.cp.kubectl(&["delete", "ippool", pool, "--wait=false"]);
-        }
-    }
-}
-
-/// The addresses of a Service's `status.loadBalancer.ingress`.
-fn ingress(svc: &Value) -> Vec<String> {
-    svc["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["ip"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Herald's condition on a Service.
-fn condition(svc: &Value) -> Option<Value> {
-    svc["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "herald.dev/Allocated")
-        .cloned()
+    herald_control_plane::with_crds(HERALD)
 }
 
 #[test]
@@ -210,7 +51,7 @@ fn a_service_gets_address_condition_and_record_and_deleting_it_releases_them() {
     let cp = with_crds();
     let mut scope = Scope::new(cp, "ctl-basic");
     scope.pool("ctl-basic", "198.51.100.10-198.51.100.13");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("web");
 
     let svc = controller.wait("web's address in status", || {
@@ -249,7 +90,7 @@ fn an_exhausted_pool_gives_the_pending_condition_until_an_address_is_released() 
     let cp = with_crds();
     let mut scope = Scope::new(cp, "ctl-full");
     scope.pool("ctl-full", "198.51.100.20/32");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("first");
     controller.wait("first's address", || {
         let svc = scope.get_service("first")?;
@@ -285,7 +126,7 @@ fn restarting_the_controller_moves_no_address_and_rewrites_nothing() {
     let mut scope = Scope::new(cp, "ctl-restart");
     scope.pool("ctl-restart", "198.51.100.32/29");
     let names = ["a", "b", "c"];
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     for name in names {
         scope.service(name);
     }
@@ -314,7 +155,7 @@ fn restarting_the_controller_moves_no_address_and_rewrites_nothing() {
     // or rewrite the others.
     scope.delete_service("a");
     scope.service("d");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     let d = controller.wait("d's address", || {
         let svc = scope.get_service("d")?;
         (!ingress(&svc).is_empty()).then(|| ingress(&svc))
@@ -363,7 +204,7 @@ fn restarting_the_controller_moves_no_address_and_rewrites_nothing() {
 /// Runs `herald controller` with `kubeconfig` and returns its exit status
 /// and standard error, failing when it does not exit in time.
 fn run_to_exit(kubeconfig: &std::path::Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let mut child = Command::new(HERALD)
         .arg("controller")
         .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::null())
@@ -453,7 +294,7 @@ fn herald_plan_over_the_cluster_s_objects_agrees_with_the_controller() {
     let cp = with_crds();
     let mut scope = Scope::new(cp, "ctl-agree");
     scope.pool("ctl-agree", "198.51.100.48/30");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("plain");
     scope.apply(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: asks\n  namespace: ctl-agree\n  annotations: {herald.dev/ips: 198.51.100.50}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
@@ -500,7 +341,7 @@ fn herald_plan_over_the_cluster_s_objects_agrees_with_the_controller() {
     ] {
         std::fs::write(dir.path().join(file), &out.stdout).unwrap();
     }
-    let plan = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let plan = Command::new(HERALD)
         .args(["plan", "-o", "json"])
         .arg(dir.path())
         .output()
@@ -542,7 +383,7 @@ fn a_service_that_stops_being_a_load_balancer_is_cleared_and_released() {
     let cp = with_crds();
     let mut scope = Scope::new(cp, "ctl-type");
     scope.pool("ctl-type", "198.51.100.56/30");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("web");
     controller.wait("web's address", || {
         let svc = scope.get_service("web")?;
@@ -617,7 +458,7 @@ fn an_allocator_plugin_decides_in_the_controller_as_in_herald_plan() {
         "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: ctl-plugin}\nspec:\n  addresses: [198.51.100.64/28]\n  allocatorPlugin: ctl-plugin-hash\n  allocation: {namespaces: [ctl-plugin]}\n",
     );
     scope.pools.push("ctl-plugin".to_owned());
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("web");
     let ips = controller.wait("web's address", || {
         let svc = scope.get_service("web")?;
@@ -646,7 +487,7 @@ fn an_allocator_plugin_decides_in_the_controller_as_in_herald_plan() {
         item.as_object_mut().unwrap().remove("status");
     }
     std::fs::write(export.path().join("services.json"), services.to_string()).unwrap();
-    let plan = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let plan = Command::new(HERALD)
         .args(["plan", "-o", "json"])
         .arg(export.path())
         .output()
@@ -670,7 +511,7 @@ fn an_ipv6_address_ending_in_a_zero_group_gets_a_valid_record_name() {
     let mut scope = Scope::new(cp, "ctl-six");
     // Its lowest address, 2001:db8:1::, is written with a trailing "::".
     scope.pool("ctl-six", "2001:db8:1::/126");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.apply(
         "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ctl-six}\nspec: {type: LoadBalancer, ipFamilyPolicy: SingleStack, ipFamilies: [IPv6], ports: [{port: 80}]}\n",
     );
@@ -726,7 +567,7 @@ fn a_record_the_api_server_refuses_holds_up_only_its_own_service() {
 
     let mut scope = Scope::new(cp, "ctl-refuse");
     scope.pool("ctl-refuse", "198.51.100.72-198.51.100.73");
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     scope.service("first");
     controller.wait("the refusal in the controller's log", || {
         controller.log().contains("is reserved").then_some(())

@@ -64,7 +64,15 @@ fn the_gitops_example_applies_and_kubectl_shows_pools_and_allocations() {
     let header: Vec<&str> = pools.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "ADDRESSES", "AUTO", "CAPACITY", "ALLOCATED", "AGE"],
+        [
+            "NAME",
+            "ADDRESSES",
+            "AUTO",
+            "CAPACITY",
+            "ALLOCATED",
+            "VALID",
+            "AGE"
+        ],
         "{pools}"
     );
     assert!(pools.contains("public"), "{pools}");

@@ -3,8 +3,11 @@
 //! ```text
 //! watchers ──► stores ──change──► debounce ──► Inputs ──► core: Allocator ──► Plan
 //!                ▲                                ▲                             │
-//!                │                 plugin Registry┘          diff::changes ◄────┘
-//!                └──── wait until shown ◄──── write (records, statuses, releases)
+//!                │                 plugin Registry┘          diff::changes ◄────┤
+//!                │                                          status::changes ◄───┘
+//!                └──── wait until shown ◄──── write (records, statuses, releases;
+//!                                             then pool and plugin statuses)
+//!                                               └──► Events (a task of their own)
 //! ```
 //!
 //! - Before anything, a preflight lists each kind once and asks the API
@@ -22,6 +25,8 @@
 //! - Failed writes are retried with a growing delay, up to
 //!   30 s; plugins that failed to load are retried every 10 s (as in the
 //!   speaker).
+//! - Events go to a task of their own ([`crate::events`]): recording them
+//!   never holds up a write, and a failure to record is logged once.
 //!
 //! Planning runs in `block_in_place`: loading a plugin compiles it and
 //! plugin calls block (herald-policy's crate docs).
@@ -71,10 +76,12 @@ use tokio::sync::watch;
 
 use crate::diff;
 use crate::error::{Error, Result, classify};
+use crate::events::Events;
 use crate::inputs::Inputs;
 use crate::lease::{LEASES, Leadership, LeaseSettings};
 use crate::reflect::{Changed, Stores, Written};
-use crate::write::{WriteError, write};
+use crate::status;
+use crate::write::{WriteError, write, write_statuses};
 use herald_api::plugin::PolicyPlugin;
 use herald_api::pool::{IPAllocation, IPPool};
 
@@ -124,6 +131,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     preflight(&client, &settings.lease).await?;
+    let events = Events::start(&client);
     let (stores, changed) = Stores::start(&client);
     let mut leadership = Leadership::start(&client, settings.lease);
     let config = Config {
@@ -146,6 +154,7 @@ pub async fn run(
         let term = tokio::spawn(act(
             client.clone(),
             stores.clone(),
+            events.clone(),
             Arc::clone(&changed),
             config.clone(),
             leadership.leading(),
@@ -177,6 +186,7 @@ pub async fn run(
 async fn act(
     client: Client,
     stores: Stores,
+    events: Events,
     changed: Arc<tokio::sync::Mutex<Changed>>,
     config: Config,
     leading: watch::Receiver<bool>,
@@ -204,13 +214,16 @@ async fn act(
         let inputs = Inputs::of(&objects);
         let plan = tokio::task::block_in_place(|| plan(&inputs, &config, &mut registry));
         report(&plan.errors, &mut reported);
-        let changes = diff::changes(&plan, &objects, &Time(Timestamp::now()));
+        let now = Time(Timestamp::now());
+        let changes = diff::changes(&plan, &objects, &now);
+        let statuses = status::changes(&plan, &registry.status(), &objects, &now);
         let mut wake = registry.has_failures().then_some(PLUGIN_RETRY);
         written = Written::default();
         if !*leading.borrow() {
             // Planned while the lease was lost: wait to be aborted.
             std::future::pending::<()>().await;
         }
+        let mut settled = true;
         if !changes.is_empty() {
             tracing::info!(
                 create = changes.create.len(),
@@ -219,8 +232,9 @@ async fn act(
                 delete = changes.delete.len(),
                 "writing the difference"
             );
-            let (done, result) = write(&client, &changes).await;
+            let (done, result) = write(&client, &changes, &events).await;
             written = done;
+            settled = result.is_ok();
             match result {
                 Ok(()) => retry = FIRST_RETRY,
                 // The stores show the record that was in the way within
@@ -235,6 +249,16 @@ async fn act(
                     retry = (retry * 2).min(MAX_RETRY);
                 }
             }
+        }
+        // Pool and plugin statuses describe the plan: written once the
+        // cluster holds it.
+        if settled
+            && !statuses.is_empty()
+            && let Err(e) = write_statuses(&client, &statuses, &mut written).await
+        {
+            tracing::warn!(retry_in = ?retry, "{e}");
+            wake = Some(retry);
+            retry = (retry * 2).min(MAX_RETRY);
         }
         next_change(changed, wake).await;
     }
@@ -334,6 +358,11 @@ async fn preflight(client: &Client, lease: &LeaseSettings) -> Result<()> {
         ("update", "herald.dev", "ipallocations", ""),
         ("delete", "herald.dev", "ipallocations", ""),
         ("patch", "", "services", "status"),
+        ("patch", "herald.dev", "ippools", "status"),
+        ("patch", "herald.dev", "policyplugins", "status"),
+        // kube-runtime's event recorder: a new Event, or a count on it.
+        ("create", "events.k8s.io", "events", ""),
+        ("patch", "events.k8s.io", "events", ""),
     ];
     // What kube-lease-manager and the Lease's watch do, in its namespace.
     let leases = ["get", "list", "watch", "create", "patch"]
@@ -363,7 +392,8 @@ async fn preflight(client: &Client, lease: &LeaseSettings) -> Result<()> {
             (_, _, Some(namespace)) => format!("{resource}.{group} in namespace {namespace}"),
             ("", "", None) => resource.to_owned(),
             ("", sub, None) => format!("{resource}/{sub}"),
-            (group, _, None) => format!("{resource}.{group}"),
+            (group, "", None) => format!("{resource}.{group}"),
+            (group, sub, None) => format!("{resource}.{group}/{sub}"),
         };
         let answer = reviews
             .create(&PostParams::default(), &review)

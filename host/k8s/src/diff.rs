@@ -14,6 +14,12 @@
 //!   condition are someone else's and are not touched.
 //! - Whatever already matches is left out, so an unchanged cluster gives
 //!   [`Changes::is_empty`].
+//! - A status change carries the Events of its transition, decided here by
+//!   comparing what the Service shows with what it gets: `Allocated`
+//!   (addresses and pool), `Released`, the Pending reason as a Warning
+//!   (`PoolExhausted`…) and `SharingConflict` (a sharing key it shares no
+//!   address under). The driver records them once the status is written,
+//!   so a transition gives one Event, however many plans see it.
 //!
 //! The order of the writes (records before statuses, released records
 //! last) is the driver's ([`crate::write`]).
@@ -22,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use herald_api::pool::{IPAllocation, IPAllocationSpec, ServiceReference, allocation_name};
-use herald_core::{Held, Plan, ServiceRef};
+use herald_core::{Held, Outcome, Plan, ServiceRef};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use kube::ResourceExt;
@@ -72,7 +78,42 @@ pub struct StatusChange {
     /// The condition to set; `None` removes Herald's condition (the Service
     /// is no longer Herald's).
     pub condition: Option<Condition>,
+    /// The Events of this change, to record once it is written.
+    pub events: Vec<ServiceEvent>,
 }
+
+/// An Event on a Service: one transition of what Herald gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEvent {
+    /// Whether something is not as the user asked (`Warning`) or all is
+    /// well (`Normal`).
+    pub warning: bool,
+    /// What Herald did: `Allocate` or `Release`.
+    pub action: &'static str,
+    /// `Allocated`, `Released`, `SharingConflict`, or the Pending reason.
+    pub reason: String,
+    /// What happened, for people.
+    pub note: String,
+    /// The other object the Event concerns.
+    pub related: Option<Related>,
+}
+
+/// The other object of an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Related {
+    /// The `IPAllocation` of an address, by name.
+    Record(String),
+    /// Another Service (the one it could not share with).
+    Service(ServiceRef),
+}
+
+/// The reason of the Event of a Service that got addresses.
+pub const ALLOCATED_EVENT: &str = "Allocated";
+/// The reason of the Event of a Service whose addresses were taken back.
+pub const RELEASED_EVENT: &str = "Released";
+/// The reason of the Event of a Service that shares no address with the
+/// other Services of its sharing key.
+pub const SHARING_CONFLICT_EVENT: &str = "SharingConflict";
 
 impl StatusChange {
     /// The strategic merge patch of the status subresource: the ingress list
@@ -196,6 +237,12 @@ fn statuses(
     now: &Time,
     out: &mut Changes,
 ) {
+    let mut sharers: HashMap<&str, Vec<&Outcome>> = HashMap::new();
+    for outcome in &plan.services {
+        if let Some(key) = &outcome.sharing_key {
+            sharers.entry(key).or_default().push(outcome);
+        }
+    }
     for outcome in &plan.services {
         let Some(svc) = services.get(&outcome.service) else {
             continue;
@@ -206,12 +253,7 @@ fn statuses(
                 ALLOCATED_REASON.to_owned(),
                 format!(
                     "{} from pool {}",
-                    outcome
-                        .ips
-                        .iter()
-                        .map(IpAddr::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    list(&outcome.ips),
                     outcome.pool.as_deref().unwrap_or_default()
                 ),
             ),
@@ -243,6 +285,7 @@ fn statuses(
                 observed_generation: generation,
                 last_transition_time,
             }),
+            events: transitions(svc, outcome, &sharers),
         });
     }
     // Services Herald served before and serves no more.
@@ -251,13 +294,169 @@ fn statuses(
     for svc in &objects.services {
         let id = service_ref(svc);
         if !planned.contains(&id) && condition(svc).is_some() {
+            // The API server empties `status.loadBalancer` itself when the
+            // type changes: the records say what the Service held.
+            let mut held = shown(svc);
+            for record in &objects.allocations {
+                let holds = record
+                    .spec
+                    .services
+                    .iter()
+                    .any(|s| s.namespace == id.namespace && s.name == id.name);
+                if let Ok(ip) = record.spec.address.parse::<IpAddr>()
+                    && holds
+                    && !held.contains(&ip)
+                {
+                    held.push(ip);
+                }
+            }
+            let events = released(
+                &held,
+                &[],
+                "the Service is no longer Herald's (not of type LoadBalancer, or another loadBalancerClass)",
+            )
+            .into_iter()
+            .collect();
             out.statuses.push(StatusChange {
                 service: id,
                 ips: Vec::new(),
                 condition: None,
+                events,
             });
         }
     }
+}
+
+/// The Events of a planned Service going from what it shows to `outcome`.
+fn transitions(
+    svc: &Service,
+    outcome: &Outcome,
+    sharers: &HashMap<&str, Vec<&Outcome>>,
+) -> Vec<ServiceEvent> {
+    let before = shown(svc);
+    let mut events = Vec::new();
+    let why = match &outcome.pending {
+        Some(_) => "the Service is Pending",
+        None => "the Service has other addresses now",
+    };
+    events.extend(released(&before, &outcome.ips, why));
+    let gained: Vec<IpAddr> = outcome
+        .ips
+        .iter()
+        .copied()
+        .filter(|ip| !before.contains(ip))
+        .collect();
+    if let Some(first) = gained.first() {
+        events.push(ServiceEvent {
+            warning: false,
+            action: "Allocate",
+            reason: ALLOCATED_EVENT.to_owned(),
+            note: format!(
+                "{} from pool {}",
+                list(&outcome.ips),
+                outcome.pool.as_deref().unwrap_or_default()
+            ),
+            related: Some(Related::Record(allocation_name(*first))),
+        });
+        events.extend(sharing_conflict(outcome, sharers));
+    }
+    if let Some(p) = &outcome.pending {
+        let was = condition(svc)
+            .filter(|c| c.status == "False")
+            .map(|c| (c.reason.as_str(), c.message.as_str()));
+        if was != Some((&p.reason.to_string(), &p.message)) {
+            events.push(ServiceEvent {
+                warning: true,
+                action: "Allocate",
+                reason: p.reason.to_string(),
+                note: p.message.clone(),
+                related: None,
+            });
+        }
+    }
+    events
+}
+
+/// The `Released` Event of the addresses of `before` not in `after`.
+fn released(before: &[IpAddr], after: &[IpAddr], why: &str) -> Option<ServiceEvent> {
+    let gone: Vec<IpAddr> = before
+        .iter()
+        .copied()
+        .filter(|ip| !after.contains(ip))
+        .collect();
+    let first = *gone.first()?;
+    Some(ServiceEvent {
+        warning: false,
+        action: "Release",
+        reason: RELEASED_EVENT.to_owned(),
+        note: format!("{} released: {why}", list(&gone)),
+        related: Some(Related::Record(allocation_name(first))),
+    })
+}
+
+/// The `SharingConflict` Event of a Service that got addresses none of the
+/// other Services of its sharing key holds, while some of them hold
+/// addresses.
+fn sharing_conflict(
+    outcome: &Outcome,
+    sharers: &HashMap<&str, Vec<&Outcome>>,
+) -> Option<ServiceEvent> {
+    let key = outcome.sharing_key.as_deref()?;
+    let others: Vec<&Outcome> = sharers
+        .get(key)?
+        .iter()
+        .copied()
+        .filter(|o| o.service != outcome.service && !o.ips.is_empty())
+        .collect();
+    if others
+        .iter()
+        .any(|o| o.ips.iter().any(|ip| outcome.ips.contains(ip)))
+    {
+        return None;
+    }
+    let apart: Vec<&ServiceRef> = others.iter().map(|o| &o.service).collect();
+    let first = (*apart.first()?).clone();
+    let names: Vec<String> = apart.iter().take(3).map(ToString::to_string).collect();
+    let more = match apart.len() {
+        n if n > 3 => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    Some(ServiceEvent {
+        warning: true,
+        action: "Allocate",
+        reason: SHARING_CONFLICT_EVENT.to_owned(),
+        note: format!(
+            "sharing key {key:?}: shares no address with {}{more} (ports that clash, traffic policies that differ, or pools or families it may not use); got {} of its own",
+            names.join(", "),
+            list(&outcome.ips)
+        ),
+        related: Some(Related::Service(first)),
+    })
+}
+
+/// Addresses as `a, b`.
+fn list(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The addresses Herald gave the Service, as its status shows them: the
+/// ingress IPs of a Service that carries Herald's condition (an address
+/// without it is someone else's).
+fn shown(svc: &Service) -> Vec<IpAddr> {
+    if condition(svc).is_none() {
+        return Vec::new();
+    }
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|entry| entry.ip.as_deref()?.parse().ok())
+        .collect()
 }
 
 /// Herald's condition on a Service.

@@ -11,12 +11,18 @@
 //! Layout:
 //! - [`inputs`]: the objects of the stores into a snapshot and plugin specs;
 //! - [`diff`]: the apply step, pure: a plan and the current objects in, the
-//!   `IPAllocation`s to create, replace and delete and the Service statuses
-//!   to write out (unit-tested without a cluster);
+//!   `IPAllocation`s to create, replace and delete, the Service statuses
+//!   to write out and the Events of their transitions (unit-tested
+//!   without a cluster);
+//! - [`status`]: `IPPool` and `PolicyPlugin` status, pure: usage,
+//!   validity and loaded plugins in, the statuses that changed out;
+//! - [`events`]: records the Events the diff decides, through
+//!   kube-runtime's recorder, on a task of its own;
 //! - [`reflect`]: watchers and reflector stores, a change signal, and
 //!   waiting until the stores show the controller's own writes;
 //! - [`write`](mod@write): the driver: records before statuses, a create conflict
-//!   reported for a new plan, released records deleted last;
+//!   reported for a new plan, released records deleted last; then pool and
+//!   plugin statuses;
 //! - [`controller`]: the loop: wait for a change, debounce, plan, write the
 //!   difference, while this replica leads;
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease
@@ -26,16 +32,17 @@
 //!   reads (and the Secrets `BGPPeer`s name, each watched by name), built
 //!   into the same `Manifests` the standalone speaker plans from.
 //!
-//! Not built yet: Events, `IPPool` and `PolicyPlugin` status,
-//! `PolicyPlugin` sources from ConfigMaps.
+//! Not built yet: `PolicyPlugin` sources from ConfigMaps.
 
 pub mod controller;
 pub mod diff;
 pub mod error;
+pub mod events;
 pub mod inputs;
 pub mod lease;
 pub mod reflect;
 pub mod speaker;
+pub mod status;
 pub mod write;
 
 pub use controller::{Settings, connect, run};

@@ -48,12 +48,19 @@ pub struct Written {
     /// Services whose status was written, with the `resourceVersion`
     /// the write returned.
     pub services: Vec<(ServiceRef, Option<String>)>,
+    /// `IPPool`s whose status was written, likewise.
+    pub pools: Vec<(String, Option<String>)>,
+    /// `PolicyPlugin`s whose status was written, likewise.
+    pub plugins: Vec<(String, Option<String>)>,
 }
 
 impl Written {
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.services.is_empty()
+        self.records.is_empty()
+            && self.services.is_empty()
+            && self.pools.is_empty()
+            && self.plugins.is_empty()
     }
 }
 
@@ -113,10 +120,19 @@ impl Stores {
                 let have = self
                     .services
                     .get(&ObjectRef::new(&id.name).within(&id.namespace));
-                match (version, have) {
-                    (_, None) | (None, _) => true,
-                    (Some(v), Some(have)) => at_least(have.resource_version().as_deref(), v),
-                }
+                shows(version.as_deref(), have.as_deref())
+            })
+            && written.pools.iter().all(|(name, version)| {
+                shows(
+                    version.as_deref(),
+                    self.pools.get(&ObjectRef::new(name)).as_deref(),
+                )
+            })
+            && written.plugins.iter().all(|(name, version)| {
+                shows(
+                    version.as_deref(),
+                    self.plugins.get(&ObjectRef::new(name)).as_deref(),
+                )
             })
     }
 
@@ -133,6 +149,15 @@ impl Stores {
                 return;
             }
         }
+    }
+}
+
+/// Whether a store shows a status write that returned `version`: the
+/// object at that version or later, or gone.
+fn shows<K: Resource>(version: Option<&str>, have: Option<&K>) -> bool {
+    match (version, have) {
+        (_, None) | (None, _) => true,
+        (Some(v), Some(have)) => at_least(have.resource_version().as_deref(), v),
     }
 }
 

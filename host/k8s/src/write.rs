@@ -6,7 +6,8 @@
 //!    (a create that answers 409 AlreadyExists means someone else holds the
 //!    address: the caller plans again once its stores show that record);
 //! 2. Service statuses are written (a strategic merge patch of the status
-//!    subresource);
+//!    subresource), and the Events of each written one are queued
+//!    ([`crate::events`]);
 //! 3. records of released addresses are deleted, after no status shows
 //!    them any more.
 //!
@@ -20,14 +21,17 @@
 
 use std::collections::HashSet;
 
-use herald_api::pool::{IPAllocation, allocation_name};
+use herald_api::plugin::PolicyPlugin;
+use herald_api::pool::{IPAllocation, IPPool, allocation_name};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::diff::{Changes, StatusChange};
 use crate::error::{Error, classify};
+use crate::events::Events;
 use crate::reflect::Written;
+use crate::status::{self, Statuses};
 
 /// The field manager Herald's writes are recorded under.
 pub const FIELD_MANAGER: &str = "herald-controller";
@@ -49,16 +53,22 @@ pub enum WriteError {
     Failed(#[from] Error),
 }
 
-/// Writes `changes`; returns what was written and how the round ended.
-pub async fn write(client: &Client, changes: &Changes) -> (Written, Result<(), WriteError>) {
+/// Writes `changes`, recording the Events of the statuses written on
+/// `events`; returns what was written and how the round ended.
+pub async fn write(
+    client: &Client,
+    changes: &Changes,
+    events: &Events,
+) -> (Written, Result<(), WriteError>) {
     let mut written = Written::default();
-    let result = write_all(client, changes, &mut written).await;
+    let result = write_all(client, changes, events, &mut written).await;
     (written, result)
 }
 
 async fn write_all(
     client: &Client,
     changes: &Changes,
+    events: &Events,
     written: &mut Written,
 ) -> Result<(), WriteError> {
     let records: Api<IPAllocation> = Api::all(client.clone());
@@ -115,6 +125,7 @@ async fn write_all(
         match api.patch_status(&change.service.name, &patch, &body).await {
             Ok(done) => {
                 tracing::debug!(service = %change.service, "status written");
+                events.record(&done.object_ref(&()), &change.events);
                 written
                     .services
                     .push((change.service.clone(), done.resource_version()));
@@ -148,6 +159,47 @@ async fn write_all(
         }
     }
     first.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// Writes `IPPool` and `PolicyPlugin` statuses (a JSON merge patch of the
+/// status subresource each), noting each in `written`. An object deleted
+/// meanwhile is skipped; the first other failure ends the round.
+pub async fn write_statuses(
+    client: &Client,
+    statuses: &Statuses,
+    written: &mut Written,
+) -> Result<(), Error> {
+    let patch = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let pools: Api<IPPool> = Api::all(client.clone());
+    for (name, status) in &statuses.pools {
+        let body = Patch::Merge(status::patch(status, &status::POOL_FIELDS));
+        match pools.patch_status(name, &patch, &body).await {
+            Ok(done) => {
+                tracing::debug!(pool = name, "status written");
+                written.pools.push((name.clone(), done.resource_version()));
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(classify("patch", "ippools.herald.dev/status", e)),
+        }
+    }
+    let plugins: Api<PolicyPlugin> = Api::all(client.clone());
+    for (name, status) in &statuses.plugins {
+        let body = Patch::Merge(status::patch(status, &status::PLUGIN_FIELDS));
+        match plugins.patch_status(name, &patch, &body).await {
+            Ok(done) => {
+                tracing::debug!(plugin = name, "status written");
+                written
+                    .plugins
+                    .push((name.clone(), done.resource_version()));
+            }
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(classify("patch", "policyplugins.herald.dev/status", e)),
+        }
+    }
+    Ok(())
 }
 
 /// Notes a record the API server refused; a failure that every other
@@ -187,6 +239,7 @@ mod tests {
             service: ServiceRef::new("shop", "web"),
             ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
             condition: None,
+            events: Vec::new(),
         };
         let refused: HashSet<String> = ["198-51-100-72".to_owned()].into();
         assert!(held_up(&change(&["198.51.100.72"]), &refused));

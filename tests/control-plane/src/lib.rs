@@ -17,8 +17,12 @@
 //! ranges the API server hands out are documentation prefixes
 //! ([`SERVICE_CIDRS`]); no traffic is ever sent to them.
 //!
-//! Depends on std and herald-netns only. Needs `go` (the build script),
-//! `openssl` and `setpriv` (util-linux).
+//! [`herald`] has what the kube tests share on Herald's side: a running
+//! `herald controller`, a test's namespace and pools, reading a Service's
+//! status.
+//!
+//! Depends on std, herald-netns and serde_json only. Needs `go` (the build
+//! script), `openssl` and `setpriv` (util-linux).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,6 +30,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use herald_netns::{Error, Result, TempDir, run, wait_for};
+
+pub mod herald;
 
 /// The ClusterIP ranges of the test cluster (dual-stack): documentation
 /// prefixes, so that no address the API server allocates can be anyone's.

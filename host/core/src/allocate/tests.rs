@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::DEFAULT_LOAD_BALANCER_CLASS;
-use crate::pool::PoolSpec;
+use crate::pool::{InvalidPool, InvalidReason, PoolSpec};
 use crate::selector::{LabelSelector, Requirement};
 use crate::service::{Port, TrafficPolicy};
 
@@ -152,6 +152,22 @@ fn pool_addresses_include_network_and_broadcast() {
 }
 
 #[test]
+fn pool_usage_is_counted_by_family_too() {
+    let p = plan(
+        vec![pool("p", &["198.51.100.0/30", "2001:db8::/120"])],
+        vec![
+            aged(dual(svc("a/both"), FamilyPolicy::PreferDualStack), 1),
+            aged(svc("a/four"), 2),
+        ],
+    );
+    let usage = &p.pools[0];
+    let [v4, v6] = usage.families;
+    assert_eq!((v4.capacity, v4.allocated), (4, 2));
+    assert_eq!((v6.capacity, v6.allocated), (256, 1));
+    assert_eq!((usage.capacity, usage.allocated), (260, 3));
+}
+
+#[test]
 fn pool_avoid_buggy_ips_skips_dot_zero_and_dot_255() {
     let p = plan(
         vec![decl("p", &["198.51.100.254-198.51.101.1"], |s| {
@@ -179,6 +195,11 @@ fn pool_overlapping_an_earlier_pool_is_invalid_and_reported() {
     assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
     let late = p.pools.iter().find(|u| u.name == "aa-late").unwrap();
     assert!(!late.valid);
+    assert_eq!(
+        late.invalid.as_ref().map(|i| i.reason),
+        Some(InvalidReason::Overlapping)
+    );
+    assert_eq!(late.invalid.as_ref().unwrap().message, p.errors[0].message);
     assert_eq!(late.capacity, 0);
     assert_eq!(p.errors.len(), 1);
     assert_eq!(p.errors[0].name, "aa-late");
@@ -257,6 +278,14 @@ fn pool_malformed_is_reported_and_everything_else_goes_on() {
     assert_eq!(p.errors[0].kind, "IPPool");
     assert_eq!(p.errors[0].message, "spec.addresses[0]: nope");
     assert!(!p.pools[0].valid);
+    assert_eq!(
+        p.pools[0].invalid,
+        Some(InvalidPool {
+            reason: InvalidReason::Malformed,
+            message: "spec.addresses[0]: nope".into()
+        })
+    );
+    assert_eq!(p.pools[1].invalid, None);
 }
 
 #[test]
@@ -268,6 +297,13 @@ fn pool_with_a_duplicate_name_later_is_invalid() {
     assert_eq!(ips(&p, "a/web"), ["198.51.100.0"]);
     assert_eq!(p.pools.iter().filter(|u| !u.valid).count(), 1);
     assert!(p.errors[0].message.contains("same name"));
+    let reasons: Vec<_> = p
+        .pools
+        .iter()
+        .map(|u| u.invalid.as_ref().map(|i| i.reason))
+        .collect();
+    assert!(reasons.contains(&Some(InvalidReason::DuplicateName)));
+    assert!(reasons.contains(&None));
 }
 
 // §4.3 Candidate pools.

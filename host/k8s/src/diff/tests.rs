@@ -172,16 +172,22 @@ fn a_service_that_stops_being_herald_s_is_cleared_and_released() {
     let mut after = written(&objects, &changes(&plan(&objects), &objects, &now()));
     let mut svc = (*after.services[0]).clone();
     svc.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    // As the API server does on that change.
+    svc.status.as_mut().unwrap().load_balancer = Some(LoadBalancerStatus::default());
     after.services[0] = Arc::new(svc);
     let changes = changes(&plan(&after), &after, &now());
     assert_eq!(changes.delete.len(), 1);
+    assert_eq!(changes.statuses.len(), 1);
+    let status = &changes.statuses[0];
     assert_eq!(
-        changes.statuses,
-        [StatusChange {
-            service: ServiceRef::new("shop", "web"),
-            ips: Vec::new(),
-            condition: None
-        }]
+        (&status.service, status.ips.as_slice(), &status.condition),
+        (&ServiceRef::new("shop", "web"), &[][..], &None)
+    );
+    assert_eq!(reasons(status), ["Released"]);
+    assert!(
+        status.events[0].note.starts_with("198.51.100.8 released: "),
+        "{:?}",
+        status.events
     );
     let cleared = written(&after, &changes);
     assert!(super::changes(&plan(&cleared), &cleared, &now()).is_empty());
@@ -315,10 +321,207 @@ fn the_status_patch_sets_ingress_and_merges_the_condition_by_type() {
         service: ServiceRef::new("shop", "web"),
         ips: Vec::new(),
         condition: None,
+        events: Vec::new(),
     }
     .patch();
     assert_eq!(
         clear,
         json!({"status": {"loadBalancer": {"ingress": []}, "conditions": [{"type": CONDITION_TYPE, "$patch": "delete"}]}})
     );
+}
+
+// Events: one per transition, decided from what the Service shows.
+
+/// The reasons of a status change's Events, in order.
+fn reasons(change: &StatusChange) -> Vec<&str> {
+    change.events.iter().map(|e| e.reason.as_str()).collect()
+}
+
+/// The status change of Service `name`.
+fn status_of<'a>(changes: &'a Changes, name: &str) -> &'a StatusChange {
+    changes
+        .statuses
+        .iter()
+        .find(|s| s.service.name == name)
+        .unwrap_or_else(|| panic!("no status change for {name}: {changes:?}"))
+}
+
+#[test]
+fn an_allocation_is_one_normal_event_naming_addresses_and_pool() {
+    let objects = Objects {
+        pools: vec![pool("blue", "198.51.100.8/30")],
+        services: vec![service("web", 1, "", "")],
+        ..Objects::default()
+    };
+    let changes = changes(&plan(&objects), &objects, &now());
+    let web = status_of(&changes, "web");
+    assert_eq!(
+        web.events,
+        [ServiceEvent {
+            warning: false,
+            action: "Allocate",
+            reason: ALLOCATED_EVENT.into(),
+            note: "198.51.100.8 from pool blue".into(),
+            related: Some(Related::Record("198-51-100-8".into())),
+        }]
+    );
+    // Once written, later plans have nothing to say.
+    let after = written(&objects, &changes);
+    assert!(super::changes(&plan(&after), &after, &now()).is_empty());
+}
+
+#[test]
+fn a_new_generation_with_the_same_outcome_rewrites_the_status_without_events() {
+    let objects = Objects {
+        pools: vec![pool("blue", "198.51.100.8/30")],
+        services: vec![service("web", 1, "", "")],
+        ..Objects::default()
+    };
+    let mut after = written(&objects, &changes(&plan(&objects), &objects, &now()));
+    let mut svc = (*after.services[0]).clone();
+    svc.metadata.generation = Some(2);
+    after.services[0] = Arc::new(svc);
+    let changes = changes(&plan(&after), &after, &now());
+    let web = status_of(&changes, "web");
+    assert_eq!(web.condition.as_ref().unwrap().observed_generation, Some(2));
+    assert!(web.events.is_empty(), "{:?}", web.events);
+}
+
+#[test]
+fn exhaustion_is_a_warning_with_the_pending_reason_once() {
+    let objects = Objects {
+        pools: vec![pool("tiny", "198.51.100.20/32")],
+        services: vec![service("first", 1, "", "")],
+        ..Objects::default()
+    };
+    let mut cluster = written(&objects, &changes(&plan(&objects), &objects, &now()));
+    cluster.services.push(service("second", 2, "", ""));
+    let changes = changes(&plan(&cluster), &cluster, &now());
+    assert_eq!(changes.statuses.len(), 1, "first is unchanged");
+    let second = status_of(&changes, "second");
+    assert_eq!(reasons(second), ["PoolExhausted"]);
+    let event = &second.events[0];
+    assert!(event.warning);
+    assert_eq!(event.action, "Allocate");
+    assert_eq!(
+        event.note,
+        second.condition.as_ref().unwrap().message,
+        "the Event says what the condition says"
+    );
+    cluster = written(&cluster, &changes);
+    assert!(super::changes(&plan(&cluster), &cluster, &now()).is_empty());
+
+    // The first goes: the second gets its address, one Allocated Event;
+    // the first's release has no Service left to tell.
+    cluster.services.remove(0);
+    let changes = super::changes(&plan(&cluster), &cluster, &now());
+    assert_eq!(reasons(status_of(&changes, "second")), ["Allocated"]);
+    assert_eq!(changes.statuses.len(), 1);
+}
+
+#[test]
+fn a_changed_pending_reason_is_a_new_event() {
+    let mut cluster = Objects {
+        pools: vec![pool("tiny", "198.51.100.20/32")],
+        services: vec![service("x", 1, "herald.dev/pool: nope", "")],
+        ..Objects::default()
+    };
+    let first = changes(&plan(&cluster), &cluster, &now());
+    assert_eq!(reasons(status_of(&first, "x")), ["NoMatchingPool"]);
+    cluster = written(&cluster, &first);
+    let mut svc = (*cluster.services[0]).clone();
+    svc.metadata.annotations =
+        Some([("herald.dev/ips".to_owned(), "203.0.113.1".to_owned())].into());
+    cluster.services[0] = Arc::new(svc);
+    let changes = changes(&plan(&cluster), &cluster, &now());
+    assert_eq!(reasons(status_of(&changes, "x")), ["RequestedIPNotInPool"]);
+}
+
+#[test]
+fn losing_the_address_is_released_then_pending() {
+    let objects = Objects {
+        pools: vec![pool("blue", "198.51.100.8/32")],
+        services: vec![service("web", 1, "", "")],
+        ..Objects::default()
+    };
+    let mut cluster = written(&objects, &changes(&plan(&objects), &objects, &now()));
+    // The pool's address is edited away.
+    cluster.pools = vec![pool("blue", "198.51.100.12/32")];
+    let changes = changes(&plan(&cluster), &cluster, &now());
+    let web = status_of(&changes, "web");
+    assert_eq!(reasons(web), ["Released", "Allocated"]);
+    assert_eq!(
+        web.events[0].note,
+        "198.51.100.8 released: the Service has other addresses now"
+    );
+    assert_eq!(
+        web.events[0].related,
+        Some(Related::Record("198-51-100-8".into()))
+    );
+    assert_eq!(web.events[1].note, "198.51.100.12 from pool blue");
+
+    let mut cluster = written(&cluster, &changes);
+    cluster.pools.clear();
+    let changes = super::changes(&plan(&cluster), &cluster, &now());
+    let web = status_of(&changes, "web");
+    assert_eq!(reasons(web), ["Released", "NoMatchingPool"]);
+    assert!(web.events[0].note.ends_with("the Service is Pending"));
+}
+
+#[test]
+fn addresses_someone_else_wrote_are_not_released_by_herald() {
+    // A Service of Herald's class showing an address without Herald's
+    // condition (written by the controller it replaces).
+    let mut svc = (*service("web", 1, "", "")).clone();
+    svc.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some("203.0.113.7".into()),
+                ..LoadBalancerIngress::default()
+            }]),
+        }),
+        conditions: None,
+    });
+    let objects = Objects {
+        pools: vec![pool("blue", "198.51.100.8/30")],
+        services: vec![Arc::new(svc)],
+        ..Objects::default()
+    };
+    let changes = changes(&plan(&objects), &objects, &now());
+    assert_eq!(reasons(status_of(&changes, "web")), ["Allocated"]);
+}
+
+#[test]
+fn a_service_that_cannot_share_under_its_key_is_a_sharing_conflict() {
+    let key = "herald.dev/sharing-key: k";
+    let objects = Objects {
+        pools: vec![pool("blue", "198.51.100.8/30")],
+        services: vec![service("a", 1, key, "")],
+        ..Objects::default()
+    };
+    let mut cluster = written(&objects, &changes(&plan(&objects), &objects, &now()));
+    // b's port clashes with a's; c's does not.
+    cluster.services.push(service("b", 2, key, ""));
+    cluster
+        .services
+        .push(service("c", 3, key, ", ports: [{port: 443}]"));
+    let changes = changes(&plan(&cluster), &cluster, &now());
+    let b = status_of(&changes, "b");
+    assert_eq!(b.ips, ["198.51.100.9".parse::<IpAddr>().unwrap()]);
+    assert_eq!(reasons(b), ["Allocated", "SharingConflict"]);
+    let conflict = &b.events[1];
+    assert!(conflict.warning);
+    assert_eq!(
+        conflict.related,
+        Some(Related::Service(ServiceRef::new("shop", "a")))
+    );
+    assert!(
+        conflict.note.contains("\"k\"") && conflict.note.contains("shop/a"),
+        "{}",
+        conflict.note
+    );
+    // c shares a's address: no conflict, though b holds another.
+    let c = status_of(&changes, "c");
+    assert_eq!(c.ips, ["198.51.100.8".parse::<IpAddr>().unwrap()]);
+    assert_eq!(reasons(c), ["Allocated"]);
 }
