@@ -539,7 +539,7 @@ fn a_missing_lease_permission_or_namespace_is_one_line() {
     cp.kubectl_with_input(
         &["apply", "-f", "-"],
         Some(
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: lead-rbac}\nrules:\n- {apiGroups: [\"\"], resources: [services, namespaces], verbs: [get, list, watch]}\n- {apiGroups: [\"\"], resources: [services/status], verbs: [patch]}\n- {apiGroups: [herald.dev], resources: [ippools, ipallocations, policyplugins], verbs: [get, list, watch, create, update, delete]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: lead-rbac}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: lead-rbac}\nsubjects: [{kind: ServiceAccount, name: herald, namespace: lead-rbac}]\n",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: lead-rbac}\nrules:\n- {apiGroups: [\"\"], resources: [services, namespaces], verbs: [get, list, watch]}\n- {apiGroups: [\"\"], resources: [services/status], verbs: [patch]}\n- {apiGroups: [herald.dev], resources: [ippools, ipallocations, policyplugins], verbs: [get, list, watch, create, update, delete]}\n- {apiGroups: [herald.dev], resources: [ippools/status, policyplugins/status], verbs: [patch]}\n- {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: lead-rbac}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: lead-rbac}\nsubjects: [{kind: ServiceAccount, name: herald, namespace: lead-rbac}]\n",
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -290,6 +290,9 @@ async fn current(client: &Client) -> Result<Written> {
                 (id, s.resource_version())
             })
             .collect(),
+        // Pool and plugin statuses only describe the plan: a stale one is
+        // rewritten, never a cause of a wrong allocation.
+        ..Written::default()
     })
 }
 
