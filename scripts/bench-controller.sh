@@ -11,7 +11,7 @@
 #   BENCH_SIZES=1000 BENCH_RUNS=3 ./scripts/bench-controller.sh
 #
 # Builds Herald (release), the control plane and MetalLB's controller
-# (scripts/metallb-build.sh; cached) first. Takes about 20 minutes at the
+# (scripts/metallb-build.sh; cached) first. Takes about half an hour at the
 # default sizes on two cores. Pools: 2001:db8:1::/112 (Herald) and
 # 2001:db8:2::/112 (MetalLB), documentation prefixes; ClusterIPs come from
 # the control plane's 2001:db8:ffff::/112. See tests/bench-controller.
