@@ -8,7 +8,7 @@
 //! change signal; signals coalesce (a channel of one), so a burst is one
 //! wake-up.
 //!
-//! Objects are trimmed before they are stored ([`trim`]): their
+//! Objects are trimmed before they are stored (`trim`): their
 //! `managedFields` and `kubectl apply`'s copy of the whole object in an
 //! annotation are never read here, and at 10,000 Services they were most
 //! of the controller's memory.
