@@ -30,15 +30,24 @@ pub struct Objects {
 impl Objects {
     /// Sorts every list by namespace and name: stores hand objects out in
     /// no particular order, and logs and plans read better in one.
+    /// The keys are borrowed, not copied: at 10,000 Services, copying
+    /// them was a good part of each plan.
     pub fn sort(&mut self) {
-        fn key<K: ResourceExt>(k: &Arc<K>) -> (String, String) {
-            (k.namespace().unwrap_or_default(), k.name_any())
+        fn key<K: ResourceExt>(k: &K) -> (&str, &str) {
+            let meta = k.meta();
+            (
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+            )
         }
-        self.services.sort_by_key(key);
-        self.namespaces.sort_by_key(key);
-        self.pools.sort_by_key(key);
-        self.allocations.sort_by_key(key);
-        self.plugins.sort_by_key(key);
+        fn by_key<K: ResourceExt>(a: &Arc<K>, b: &Arc<K>) -> std::cmp::Ordering {
+            key(a.as_ref()).cmp(&key(b.as_ref()))
+        }
+        self.services.sort_by(by_key);
+        self.namespaces.sort_by(by_key);
+        self.pools.sort_by(by_key);
+        self.allocations.sort_by(by_key);
+        self.plugins.sort_by(by_key);
     }
 }
 

@@ -7,6 +7,11 @@
 //! Every applied or deleted object, and every completed (re-)list, sends a
 //! change signal; signals coalesce (a channel of one), so a burst is one
 //! wake-up.
+//!
+//! Objects are trimmed before they are stored (`trim`): their
+//! `managedFields` and `kubectl apply`'s copy of the whole object in an
+//! annotation are never read here, and at 10,000 Services they were most
+//! of the controller's memory.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -194,7 +199,8 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let stream =
+        reflector::reflector(writer, watcher(api, config).modify(trim::<K>)).default_backoff();
     let tx = tx.clone();
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -222,6 +228,22 @@ where
     (reader, task.abort_handle())
 }
 
+/// The annotation in which `kubectl apply` keeps the whole object it last
+/// applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what Herald never reads from an object before it is stored: the
+/// server-side apply bookkeeping (`managedFields`) and `kubectl apply`'s
+/// copy of the object. The writes do not need them: statuses are patched
+/// and records replaced whole.
+fn trim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// A watcher's failure as one line.
 fn describe(resource: &'static str, e: watcher::Error) -> String {
     match e {
@@ -239,6 +261,31 @@ fn describe(resource: &'static str, e: watcher::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_objects_keep_what_herald_reads_and_lose_the_bookkeeping() {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web",
+                "namespace": "shop",
+                "resourceVersion": "7",
+                "annotations": {
+                    "herald.dev/sharing-key": "k",
+                    LAST_APPLIED: "{\"apiVersion\":\"v1\",\"kind\":\"Service\"}",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"type": "LoadBalancer"},
+        }))
+        .unwrap();
+        trim(&mut svc);
+        assert_eq!(svc.metadata.managed_fields, None);
+        let annotations = svc.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["herald.dev/sharing-key"], "k");
+        assert_eq!(svc.resource_version().as_deref(), Some("7"));
+        assert!(svc.spec.is_some());
+    }
 
     #[test]
     fn versions_compare_as_numbers_when_they_are_numbers() {
