@@ -4,7 +4,10 @@
 //!     comparison, with 1,000 held);
 //! (c) 10 and 40 Services sharing one address with 4,900 ports each: the
 //!     cost must grow linearly in Services × ports (issue 15; it grew with
-//!     their square).
+//!     their square);
+//! (d) 2,000 and 8,000 Services with one sharing key and the same port,
+//!     so that none can share: the cost must grow linearly in Services
+//!     (issue 15; each tried every earlier address first).
 //!
 //! Peak memory of (a) is measured by `cargo run --release --example
 //! peak_memory` (a benchmark harness would distort it).
@@ -119,5 +122,35 @@ fn sharing_snapshot(n: usize, ports: usize) -> Snapshot {
     }
 }
 
-criterion_group!(benches, cold_plan, one_more, sharing);
+/// Benchmark (d): a plan of `n` Services with one sharing key and the same
+/// port (80/TCP), in a /16: each gets an address of its own.
+fn same_key_same_port(c: &mut Criterion) {
+    let config = Config::default();
+    let mut group = c.benchmark_group("one_key_same_port");
+    group.sample_size(10);
+    for n in [2_000, 8_000] {
+        let mut snapshot = Snapshot {
+            pools: vec![inputs::pool("slash16", &["198.18.0.0/16"])],
+            services: inputs::services(n, FamilyPolicy::SingleStack),
+            ..Default::default()
+        };
+        for s in &mut snapshot.services {
+            s.sharing_key = Some("one".to_owned());
+            s.ports = vec![Port {
+                port: 80,
+                protocol: "TCP".to_owned(),
+            }];
+        }
+        group.bench_function(format!("{n}_services"), |b| {
+            b.iter(|| {
+                let plan = allocate(black_box(&snapshot), &config);
+                assert_eq!(plan.pools[0].allocated, n as u128, "one address each");
+                black_box(plan)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cold_plan, one_more, sharing, same_key_same_port);
 criterion_main!(benches);

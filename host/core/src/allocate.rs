@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::addr::{Family, value};
@@ -163,6 +163,18 @@ impl Use {
     fn holders(&self) -> impl Iterator<Item = usize> + '_ {
         std::iter::once(self.first).chain(self.others.iter().copied())
     }
+}
+
+/// The addresses held under one sharing key in one pool and family.
+#[derive(Clone, Default)]
+struct Shared {
+    /// The addresses, lowest first (the order they are joined in).
+    addresses: BTreeSet<IpAddr>,
+    /// How many of them hold each port ([`Protocols::key`]): a Service with
+    /// a port that all of them hold can join none, which is known without
+    /// trying each (issue 15: N Services with one key and the same port
+    /// tried every earlier address in turn, N²).
+    holding: FxHashMap<u32, usize>,
 }
 
 type PendingResult = Result<(), Pending>;
@@ -314,8 +326,8 @@ pub struct Allocator<'a> {
     index: PoolIndex<'a>,
     used: HashMap<IpAddr, Use>,
     protocols: Protocols<'a>,
-    /// Addresses held under a sharing key, in candidate order.
-    shared: HashMap<&'a str, BTreeSet<(usize, IpAddr)>>,
+    /// Addresses held under a sharing key, by key, pool and family.
+    shared: HashMap<(&'a str, usize, Family), Shared>,
     /// What each Service holds so far, by family.
     held: Vec<[Option<IpAddr>; 2]>,
     /// Why each Service is Pending, once served.
@@ -567,14 +579,22 @@ impl<'a> Allocator<'a> {
 
     /// The lowest address of `family` in the pool that Service `i` may join.
     fn joinable_in(&self, i: usize, pool: usize, family: Family) -> Option<IpAddr> {
-        let key = self.services[i].sharing_key.as_deref()?;
-        let set = self.shared.get(key)?;
-        let (lo, hi) = match family {
-            Family::IPv4 => (IpAddr::from([0u8; 4]), IpAddr::from([255u8; 4])),
-            Family::IPv6 => (IpAddr::from([0u8; 16]), IpAddr::from([255u8; 16])),
-        };
-        set.range((pool, lo)..=(pool, hi))
-            .map(|&(_, ip)| ip)
+        let s = self.services[i];
+        let shared = self
+            .shared
+            .get(&(s.sharing_key.as_deref()?, pool, family))?;
+        let everywhere = |k: u32| shared.holding.get(&k) == Some(&shared.addresses.len());
+        if s.ports
+            .iter()
+            .filter_map(|p| self.protocols.key(p))
+            .any(everywhere)
+        {
+            return None;
+        }
+        shared
+            .addresses
+            .iter()
+            .copied()
             .find(|&ip| self.joinable(i, ip))
     }
 
@@ -690,15 +710,21 @@ impl<'a> Allocator<'a> {
                 })
             }
         };
-        if s.sharing_key.is_some() {
-            let protocols = &mut self.protocols;
-            u.ports.extend(s.ports.iter().map(|p| protocols.add(p)));
-        }
-        if fresh && let Some(key) = &s.sharing_key {
-            self.shared
-                .entry(key.as_str())
-                .or_default()
-                .insert((pool, ip));
+        if let Some(key) = &s.sharing_key {
+            // The joiner's key is the first holder's (`joinable`).
+            let shared = self
+                .shared
+                .entry((key.as_str(), pool, Family::of(ip)))
+                .or_default();
+            if fresh {
+                shared.addresses.insert(ip);
+            }
+            for p in &s.ports {
+                let k = self.protocols.add(p);
+                if u.ports.insert(k) {
+                    *shared.holding.entry(k).or_default() += 1;
+                }
+            }
         }
         self.held[i][Family::of(ip).index()] = Some(ip);
     }

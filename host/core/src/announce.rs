@@ -6,7 +6,8 @@
 //! Every speaker computes the same plan from the same inputs, so speakers
 //! need no leader, only a shared view of which speakers are alive.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use crate::addr::{Family, value};
@@ -94,6 +95,17 @@ impl Announcements {
         self.bgp.iter().filter(move |r| r.node == node)
     }
 
+    /// The routes one node advertises, by peer: one pass over the plan,
+    /// for a speaker that opens a session per peer (filtering the plan
+    /// once per peer cost peers × routes, issue 15).
+    pub fn routes_by_peer<'s>(&'s self, node: &str) -> BTreeMap<&'s str, Vec<&'s BgpRoute>> {
+        let mut out: BTreeMap<&str, Vec<&BgpRoute>> = BTreeMap::new();
+        for r in self.bgp.iter().filter(|r| r.node == node) {
+            out.entry(r.peer.as_str()).or_default().push(r);
+        }
+        out
+    }
+
     /// The VIPs one node owns on the local segment.
     pub fn owned_by<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s L2Owner> + 's {
         self.l2.iter().filter(move |o| o.node == node)
@@ -171,21 +183,31 @@ struct Problems {
 }
 
 /// Routes being planned, by (node, peer, prefix, prefix length): one route
-/// per key, however many VIPs aggregation folds into it.
-type Routes = BTreeMap<(String, String, IpAddr, u8), BgpRoute>;
+/// per key, however many VIPs aggregation folds into it. The names are
+/// borrowed from the input: a key is made for every route planned.
+type Routes<'a> = BTreeMap<(&'a str, &'a str, IpAddr, u8), BgpRoute>;
 
 /// Plans every announcement of `input`.
-pub fn announce(
-    input: &AnnounceInput<'_>,
+pub fn announce<'a>(
+    input: &AnnounceInput<'a>,
     config: &Config,
     policies: &Policies<'_>,
 ) -> Announcements {
     let mut out = Announcements::default();
     let mut routes = Routes::new();
     let mut problems = Problems::default();
+    // Each advertisement's peers, found once: not per VIP and node, which
+    // cost peers × listed names each (issue 15).
+    let peers: Vec<Vec<&'a BgpPeer>> = input
+        .bgp
+        .iter()
+        .map(|adv| selected_peers(input.peers, adv))
+        .collect();
     for vip in vips(input, config).values() {
-        for adv in input.bgp.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
-            bgp_routes(input, vip, adv, policies, &mut routes, &mut problems);
+        for (adv, peers) in input.bgp.iter().zip(&peers) {
+            if covers(&adv.ip_pools, vip.pool) {
+                bgp_routes(input, vip, adv, peers, policies, &mut routes, &mut problems);
+            }
         }
         for adv in input.l2.iter().filter(|a| covers(&a.ip_pools, vip.pool)) {
             if let Some(owner) = l2_owner(input, vip, adv, policies, &mut problems) {
@@ -228,15 +250,27 @@ fn vips<'a>(input: &AnnounceInput<'a>, config: &Config) -> BTreeMap<IpAddr, Vip<
     vips
 }
 
+/// The peers an advertisement selects (`peers`; empty: every one), in
+/// the input's order.
+fn selected_peers<'a>(peers: &'a [BgpPeer], adv: &BgpAdvertisement) -> Vec<&'a BgpPeer> {
+    let named: HashSet<&str> = adv.peers.iter().map(String::as_str).collect();
+    peers
+        .iter()
+        .filter(|p| named.is_empty() || named.contains(p.name.as_str()))
+        .collect()
+}
+
 /// Plans the routes of one VIP by one BGP advertisement (which covers the
 /// VIP's pool): every chosen node, to every peer the advertisement selects
-/// that carries the VIP's family and whose node selector matches the node.
-fn bgp_routes(
-    input: &AnnounceInput<'_>,
-    vip: &Vip<'_>,
+/// (`peers`) that carries the VIP's family and whose node selector matches
+/// the node.
+fn bgp_routes<'a>(
+    input: &AnnounceInput<'a>,
+    vip: &Vip<'a>,
     adv: &BgpAdvertisement,
+    peers: &[&'a BgpPeer],
     policies: &Policies<'_>,
-    routes: &mut Routes,
+    routes: &mut Routes<'a>,
     problems: &mut Problems,
 ) {
     let query = AnnounceQuery {
@@ -262,10 +296,7 @@ fn bgp_routes(
     };
     let prefix = mask(vip.address, len);
     for choice in choices {
-        let node = query
-            .eligible
-            .iter()
-            .find(|c| c.node.name == choice.node)
+        let node = eligible_node(&query.eligible, &choice.node)
             .expect("decide checked the node is eligible")
             .node;
         let attributes = route_attributes(adv, &choice);
@@ -283,16 +314,13 @@ fn bgp_routes(
             });
             continue;
         }
-        for peer in input.peers {
-            let selected = adv.peers.is_empty() || adv.peers.contains(&peer.name);
-            if !selected
-                || !peer.families.contains(&family)
-                || !peer.node_selector.matches(&node.labels)
-            {
+        for peer in peers {
+            if !peer.families.contains(&family) || !peer.node_selector.matches(&node.labels) {
                 continue;
             }
             fold(
                 routes,
+                (&node.name, &peer.name, prefix, len),
                 BgpRoute {
                     node: node.name.clone(),
                     peer: peer.name.clone(),
@@ -338,25 +366,21 @@ fn route_attributes(adv: &BgpAdvertisement, choice: &NodeChoice) -> RouteAttribu
 /// Adds a route to the plan. Aggregation folds VIPs into one prefix: the
 /// first advertisement (by name) of a prefix to a peer wins, and weights of
 /// the VIPs it folds add up.
-fn fold(routes: &mut Routes, route: BgpRoute) {
-    let key = (
-        route.node.clone(),
-        route.peer.clone(),
-        route.prefix,
-        route.prefix_len,
-    );
-    match routes.get_mut(&key) {
-        Some(existing) if existing.advertisement == route.advertisement => {
-            if let (Some(w), Some(add)) =
-                (existing.attributes.weight.as_mut(), route.attributes.weight)
-            {
-                *w = w.saturating_add(add);
-            }
+fn fold<'a>(routes: &mut Routes<'a>, key: (&'a str, &'a str, IpAddr, u8), route: BgpRoute) {
+    let existing = match routes.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert(route);
+            return;
         }
-        Some(existing) if existing.advertisement < route.advertisement => {}
-        _ => {
-            routes.insert(key, route);
+        Entry::Occupied(o) => o.into_mut(),
+    };
+    if existing.advertisement == route.advertisement {
+        if let (Some(w), Some(add)) = (existing.attributes.weight.as_mut(), route.attributes.weight)
+        {
+            *w = w.saturating_add(add);
         }
+    } else if route.advertisement < existing.advertisement {
+        *existing = route;
     }
 }
 
@@ -435,6 +459,16 @@ fn eligible<'a>(
     out
 }
 
+/// The eligible node named `node`, found by halving (the list is sorted by
+/// name): looking each chosen node up in turn cost nodes² per VIP, as BGP
+/// chooses every eligible node (issue 15).
+fn eligible_node<'q, 'a>(eligible: &'q [Candidate<'a>], node: &str) -> Option<&'q Candidate<'a>> {
+    eligible
+        .binary_search_by(|c| c.node.name.as_str().cmp(node))
+        .ok()
+        .map(|i| &eligible[i])
+}
+
 /// Asks the advertisement's announcer (a plugin, or the built-in one) and
 /// checks the answer. `None`: no decision (nothing is announced).
 fn decide(
@@ -497,7 +531,7 @@ fn decide(
 fn check(query: &AnnounceQuery<'_>, choices: &[NodeChoice]) -> Result<(), String> {
     let mut seen = BTreeSet::new();
     for c in choices {
-        if !query.eligible.iter().any(|e| e.node.name == c.node) {
+        if eligible_node(&query.eligible, &c.node).is_none() {
             return Err(format!(
                 "named node {:?}, which is unknown or not eligible",
                 c.node
@@ -803,6 +837,29 @@ mod tests {
             .map(|r| r.peer)
             .collect();
         assert_eq!(peers, BTreeSet::from(["tor".to_owned()]));
+    }
+
+    #[test]
+    fn a_nodes_routes_by_peer_are_its_routes_split_by_peer() {
+        let mut w = World::new(vec![
+            service("web", &["198.51.100.1"]),
+            service("api", &["198.51.100.2"]),
+        ]);
+        w.l2.clear();
+        w.peers = vec![peer("tor-a"), peer("tor-b")];
+        w.bgp = vec![bgp_adv("all")];
+        let a = w.plan(&crate::policy::BUILT_IN);
+        let by_peer = a.routes_by_peer("n2");
+        assert_eq!(
+            by_peer.keys().copied().collect::<Vec<_>>(),
+            ["tor-a", "tor-b"]
+        );
+        for (peer, routes) in &by_peer {
+            let want: Vec<_> = a.routes_of("n2").filter(|r| r.peer == *peer).collect();
+            assert_eq!(routes, &want);
+            assert_eq!(routes.len(), 2, "one route per VIP");
+        }
+        assert!(a.routes_by_peer("nobody").is_empty());
     }
 
     struct Answer(Vec<&'static str>);

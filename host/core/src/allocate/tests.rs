@@ -1014,6 +1014,28 @@ fn sharing_port_clash_gets_a_fresh_address() {
 }
 
 #[test]
+fn sharing_skips_addresses_that_all_hold_a_port_and_still_joins_the_lowest_free_of_it() {
+    let p = plan(
+        vec![pool("a", &["198.51.100.0/24"])],
+        vec![
+            aged(shared(svc("a/one"), "k", &[80]), 1),
+            aged(shared(svc("a/two"), "k", &[80]), 2),
+            aged(shared(svc("a/three"), "k", &[80, 443]), 3),
+            aged(shared(svc("a/four"), "k", &[443]), 4),
+            aged(shared(svc("a/five"), "k", &[80]), 5),
+            aged(shared(svc("a/six"), "k", &[443, 8443]), 6),
+        ],
+    );
+    // Every address holds 80: a/two, a/three and a/five get fresh ones.
+    assert_eq!(ips(&p, "a/two"), ["198.51.100.1"]);
+    assert_eq!(ips(&p, "a/three"), ["198.51.100.2"]);
+    assert_eq!(ips(&p, "a/five"), ["198.51.100.3"]);
+    // Not every address holds 443: the lowest that does not is joined.
+    assert_eq!(ips(&p, "a/four"), ["198.51.100.0"]);
+    assert_eq!(ips(&p, "a/six"), ["198.51.100.1"]);
+}
+
+#[test]
 fn sharing_needs_the_same_key() {
     let p = plan(
         vec![pool("a", &["198.51.100.0/24"])],

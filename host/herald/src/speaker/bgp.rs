@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use herald_bgp::rib::{Routes, prefix};
 use herald_bgp::{Listeners, PeerConfig, Session};
+use herald_core::announce::BgpRoute;
 use tokio::sync::watch;
 
 use super::View;
@@ -55,6 +56,7 @@ pub async fn run(
 async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
     let node = view.manifests.nodes.iter().find(|n| n.name == view.node);
     let mut wanted: BTreeMap<String, (PeerConfig, Routes)> = BTreeMap::new();
+    let mut by_peer = view.announcements.routes_by_peer(&view.node);
     if let Some(node) = node {
         for peer in &view.manifests.bgp_peers {
             if !peer.node_selector.matches(&node.labels) {
@@ -68,7 +70,8 @@ async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
                     continue;
                 }
             };
-            wanted.insert(peer.name.clone(), (config, routes_for(view, &peer.name)));
+            let routes = routes_for(&peer.name, by_peer.remove(peer.name.as_str()));
+            wanted.insert(peer.name.clone(), (config, routes));
         }
     }
     let names: Vec<String> = sessions.keys().cloned().collect();
@@ -113,12 +116,9 @@ async fn reconcile(view: &View, sessions: &mut BTreeMap<String, Running>) {
 
 /// This node's routes for one peer, keyed by prefix. Two advertisements of
 /// one prefix to one peer: the first (by advertisement name) wins.
-fn routes_for(view: &View, peer: &str) -> Routes {
+fn routes_for(peer: &str, planned: Option<Vec<&BgpRoute>>) -> Routes {
     let mut out = Routes::new();
-    for r in view.announcements.routes_of(&view.node) {
-        if r.peer != peer {
-            continue;
-        }
+    for r in planned.into_iter().flatten() {
         let net = match prefix(r.prefix, r.prefix_len) {
             Ok(n) => n,
             Err(e) => {
