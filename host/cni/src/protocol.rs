@@ -616,7 +616,7 @@ mod tests {
             u64::from(code::DECODING_FAILURE)
         );
         for stdin in [
-            conf("1.0.0", "").iter().copied().collect::<Vec<u8>>(),
+            conf("1.0.0", ""),
             br#"{"cniVersion":"1.0.0","type":"herald-cni","stateFile":"/s","prevResult":{}}"#.to_vec(),
             br#"{"cniVersion":"1.0.0","name":"n","type":"herald-cni","prevResult":{}}"#.to_vec(),
             br#"{"cniVersion":"1.0.0","name":"n","type":"herald-cni","stateFile":"rel","prevResult":{}}"#.to_vec(),
