@@ -395,8 +395,17 @@ fn a_dsr_pod_gets_its_bridge_address_and_the_vip_on_lo_and_del_removes_it_twice(
         .check(&pod)
         .unwrap_or_else(|e| panic!("CHECK: {e:?}"));
 
+    // DEL removes what herald-cni added even once the state file no
+    // longer lists the pod, and nothing another program put on lo.
+    std::fs::write(runtime.state_file(), r#"{"pods":[]}"#).unwrap();
+    pod.netns
+        .ip(&["addr", "add", "198.51.100.7/32", "dev", "lo"])
+        .unwrap();
     runtime.del(&pod).unwrap_or_else(|e| panic!("DEL: {e:?}"));
-    assert_eq!(pod.addresses("lo"), vec!["127.0.0.1/8", "::1/128"]);
+    assert_eq!(
+        pod.addresses("lo"),
+        vec!["127.0.0.1/8", "198.51.100.7/32", "::1/128"]
+    );
     runtime
         .del(&pod)
         .unwrap_or_else(|e| panic!("second DEL: {e:?}"));
