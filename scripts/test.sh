@@ -19,7 +19,8 @@ DEBIAN_PACKAGES=(iproute2 iputils-ping
   bird2 gobgpd frr tcpdump # BGP and BFD peers of host/bgp, host/bfd and the speaker tests
   nftables # holds BGP messages back to force connection collisions; hangs a node (BFD)
   iputils-arping ndisc6 socat keepalived # L2: the client's eyes, TCP, the VRRP baseline (bench-l2.sh)
-  openssl util-linux) # the test control plane's certificates; setpriv ties its processes to the tests
+  openssl util-linux # the test control plane's certificates; setpriv ties its processes to the tests
+  containernetworking-plugins) # bridge and host-local, chained before herald-cni (host/cni/tests/chain.rs)
 
 step "Debian packages: ${DEBIAN_PACKAGES[*]}"
 missing=()
@@ -48,7 +49,7 @@ step "format"
 cargo fmt --all -- --check
 
 step "no module cycle inside a crate (STYLE.md)"
-python3 scripts/module-graph.py host/core host/api host/policy host/bgp host/bfd host/l2 host/membership host/k8s host/herald >/dev/null
+python3 scripts/module-graph.py host/core host/api host/policy host/bgp host/bfd host/l2 host/membership host/k8s host/herald host/cni >/dev/null
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
