@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::fsm::{Action, Config, Discard, Fsm, Input, Timers};
 use crate::packet::{self, DecodeError, State};
@@ -247,7 +248,9 @@ impl Session {
             transmit_at: None,
             detect_at: None,
         };
-        let task = tokio::spawn(driver.run(commands_rx));
+        // Every log line of the session names its peer through this span.
+        let span = tracing::info_span!("bfd", peer = %config.peer, local = %config.local);
+        let task = tokio::spawn(driver.run(commands_rx).instrument(span));
         Ok(Session {
             state,
             failed,
@@ -331,8 +334,6 @@ async fn until(at: Option<Instant>) {
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let span = tracing::info_span!("bfd", peer = %self.config.peer, local = %self.config.local);
-        let _enter = span.enter();
         let first = self.fsm.start();
         self.apply(first).await;
         loop {
