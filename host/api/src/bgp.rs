@@ -109,6 +109,13 @@ pub struct BGPPeerSpec {
     /// The nodes that peer with this router (default every node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
+    /// The name of a BFDProfile: each node runs a BFD session (RFC 5880)
+    /// with the router beside this BGP session, and a BFD Down takes the
+    /// BGP session down at once (default: no BFD). Single hop, or multihop
+    /// (RFC 5883) when ebgpMultiHop is set. A peer naming a profile that
+    /// does not exist is left out until it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd_profile: Option<String>,
 }
 
 /// A key of a Secret.
@@ -267,6 +274,9 @@ impl BGPPeer {
         let ebgp_multihop = ebgp_multihop(spec.ebgp_multi_hop, peer_asn, my_asn).map_err(err)?;
         let password = password(&spec.password_secret, &spec.password).map_err(err)?;
         let families = families(&spec.families).map_err(err)?;
+        let node_selector = node_selector(&spec.node_selector).map_err(err)?;
+        let bfd_profile = plugin_name(&spec.bfd_profile, "spec.bfdProfile")
+            .map_err(|(f, _)| err((f, "must not be empty (leave it out for no BFD)".into())))?;
 
         Ok(BgpPeer {
             name: name.clone(),
@@ -284,7 +294,8 @@ impl BGPPeer {
             graceful_restart: spec.graceful_restart.unwrap_or(false),
             passive: spec.passive.unwrap_or(false),
             families,
-            node_selector: node_selector(&spec.node_selector).map_err(err)?,
+            node_selector,
+            bfd_profile,
         })
     }
 }
@@ -1218,6 +1229,24 @@ mod tests {
         assert_eq!(p.families, vec![Family::IPv4, Family::IPv6]);
         let e = serde_json::from_value::<Vec<AddressFamily>>(json!(["ipv5"])).unwrap_err();
         assert!(e.to_string().contains("ipv4"), "{e}");
+    }
+
+    #[test]
+    fn bfd_profile_is_a_name_and_not_empty() {
+        let p = peer(BGPPeerSpec {
+            bfd_profile: Some("fast".into()),
+            ..base()
+        })
+        .validate()
+        .unwrap();
+        assert_eq!(p.bfd_profile.as_deref(), Some("fast"));
+        assert_eq!(peer(base()).validate().unwrap().bfd_profile, None);
+        let (field, message) = peer_error(BGPPeerSpec {
+            bfd_profile: Some(String::new()),
+            ..base()
+        });
+        assert_eq!(field, "spec.bfdProfile");
+        assert!(message.contains("must not be empty"), "{message}");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! The speaker's kinds (Nodes, `BGPPeer`s, advertisements, the passwords of
 //! `passwordSecret`s) go through it too when the speaker reads the API.
 
+use std::collections::BTreeMap;
+
 use herald_core::bgp::{
-    BgpAdvertisement, BgpPeer, SecretKeyRef, SecretPasswords, TCP_MD5_MAX_KEY_LEN,
+    BfdProfile, BgpAdvertisement, BgpPeer, SecretKeyRef, SecretPasswords, TCP_MD5_MAX_KEY_LEN,
 };
 use herald_core::node::Node as CoreNode;
 use herald_core::plugin::PolicyPluginSpec;
@@ -16,6 +18,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use kube::ResourceExt;
 
 use crate::FieldError;
+use crate::bfd::BFDProfile;
 use crate::bgp::{BGPAdvertisement, BGPPeer};
 use crate::l2::L2Advertisement;
 use crate::node::validate_node;
@@ -76,6 +79,41 @@ pub fn add_node(nodes: &mut Vec<CoreNode>, node: &Node) -> Result<(), ConfigErro
 pub fn add_bgp_peer(peers: &mut Vec<BgpPeer>, peer: &BGPPeer) -> Result<(), ConfigError> {
     peers.push(peer.validate()?);
     Ok(())
+}
+
+/// Adds a `BFDProfile`; one that does not validate is reported and left
+/// out (and so are the peers that name it, see [`check_bfd_profiles`]).
+pub fn add_bfd_profile(
+    profiles: &mut BTreeMap<String, BfdProfile>,
+    profile: &BFDProfile,
+) -> Result<(), ConfigError> {
+    let profile = profile.validate()?;
+    profiles.insert(profile.name.clone(), profile);
+    Ok(())
+}
+
+/// Leaves out, and reports, each peer whose `bfdProfile` names no valid
+/// `BFDProfile`: running its BGP session without the BFD it asks for would
+/// hide a node's loss for the whole hold time. Called once every object is
+/// read (a peer may come before its profile).
+pub fn check_bfd_profiles(
+    peers: &mut Vec<BgpPeer>,
+    profiles: &BTreeMap<String, BfdProfile>,
+    errors: &mut Vec<ConfigError>,
+) {
+    peers.retain(|peer| match &peer.bfd_profile {
+        Some(name) if !profiles.contains_key(name) => {
+            errors.push(ConfigError {
+                kind: "BGPPeer".into(),
+                name: peer.name.clone(),
+                message: format!(
+                    "spec.bfdProfile: there is no valid BFDProfile {name:?}; the peer is left out until there is"
+                ),
+            });
+            false
+        }
+        _ => true,
+    });
 }
 
 /// Adds a `BGPAdvertisement`; one that does not validate is reported and

@@ -9,6 +9,7 @@
 //! - [`pool`]: `IPPool` and `IPAllocation`;
 //! - [`bgp`], [`l2`], [`plugin`]: `BGPPeer`, `BGPAdvertisement`,
 //!   `L2Advertisement`, `PolicyPlugin`;
+//! - [`bfd`]: `BFDProfile`, which `BGPPeer.bfdProfile` names;
 //! - [`service`]: Services and Namespaces into core types (annotations);
 //! - [`node`]: Nodes and EndpointSlices into announcement inputs;
 //! - [`selector`]: Kubernetes label selectors into core selectors;
@@ -22,6 +23,7 @@
 // mistakes for duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod bfd;
 pub mod bgp;
 pub mod inputs;
 pub mod l2;
@@ -64,6 +66,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         bgp::BGPAdvertisement::crd(),
         l2::L2Advertisement::crd(),
         plugin::PolicyPlugin::crd(),
+        bfd::BFDProfile::crd(),
     ]
 }
 

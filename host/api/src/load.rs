@@ -20,12 +20,13 @@
 //! order mark is dropped. An object of a kind Herald reads must have a
 //! `metadata.name`, as the API server requires.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use herald_core::bgp::{BgpAdvertisement, BgpPeer};
+use herald_core::bgp::{BfdProfile, BgpAdvertisement, BgpPeer};
 use herald_core::plugin::{PluginSource, PolicyPluginSpec};
 use herald_core::{ConfigError, Snapshot};
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
@@ -34,8 +35,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde_yaml_ng::{Mapping, Value};
 
+use crate::bfd::BFDProfile;
 use crate::bgp::{BGPAdvertisement, BGPPeer};
-use crate::inputs::{add_allocation, add_namespace, add_pool, add_service};
+use crate::inputs::{
+    add_allocation, add_bfd_profile, add_namespace, add_pool, add_service, check_bfd_profiles,
+};
 use crate::l2::L2Advertisement;
 use crate::node::{add_endpoint_slice, validate_node};
 use crate::plugin::PolicyPlugin;
@@ -53,6 +57,9 @@ pub struct Manifests {
     pub endpoints: herald_core::node::Endpoints,
     /// Valid `BGPPeer` objects.
     pub bgp_peers: Vec<BgpPeer>,
+    /// Valid `BFDProfile` objects by name (every peer's `bfdProfile` is
+    /// one of them: a peer naming another is left out and reported).
+    pub bfd_profiles: BTreeMap<String, BfdProfile>,
     /// Valid `BGPAdvertisement` objects.
     pub bgp_advertisements: Vec<BgpAdvertisement>,
     /// Valid `L2Advertisement` objects.
@@ -146,6 +153,7 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, LoadError> {
         let text = read_manifest(&file)?;
         load_str(&file, &text, &mut out)?;
     }
+    check_bfd_profiles(&mut out.bgp_peers, &out.bfd_profiles, &mut out.errors);
     Ok(out)
 }
 
@@ -410,6 +418,7 @@ where
                     | "BGPAdvertisement"
                     | "L2Advertisement"
                     | "PolicyPlugin"
+                    | "BFDProfile"
             )
     );
     if read && header.name.is_empty() {
@@ -459,6 +468,12 @@ where
             let peer: BGPPeer = typed(path, &header, doc, true)?;
             keep(peer.validate(), &mut out.bgp_peers, &mut out.errors);
         }
+        (API_VERSION, "BFDProfile") => {
+            let profile: BFDProfile = typed(path, &header, doc, true)?;
+            if let Err(e) = add_bfd_profile(&mut out.bfd_profiles, &profile) {
+                out.errors.push(e);
+            }
+        }
         (API_VERSION, "BGPAdvertisement") => {
             let adv: BGPAdvertisement = typed(path, &header, doc, true)?;
             keep(adv.validate(), &mut out.bgp_advertisements, &mut out.errors);
@@ -484,7 +499,7 @@ where
         }
         _ if herald => {
             return Err(invalid(format!(
-                "Herald has no kind {:?} in {:?} (kinds of {API_VERSION}: IPPool, IPAllocation, BGPPeer, BGPAdvertisement, L2Advertisement, PolicyPlugin)",
+                "Herald has no kind {:?} in {:?} (kinds of {API_VERSION}: IPPool, IPAllocation, BGPPeer, BGPAdvertisement, L2Advertisement, PolicyPlugin, BFDProfile)",
                 header.kind, header.api_version
             )));
         }
@@ -784,5 +799,64 @@ mod tests {
         let names: Vec<&String> = m.snapshot.namespaces.keys().collect();
         assert_eq!(names, ["a", "b", "d"]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_peer_is_kept_only_when_its_bfd_profile_is_valid_whichever_file_comes_first() {
+        let dir = std::env::temp_dir().join(format!("herald-bfd-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let peer = |name: &str, profile: &str| {
+            format!(
+                "apiVersion: herald.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {{peerAddress: 192.0.2.1, peerASN: 65001, myASN: 65010, bfdProfile: {profile}}}\n---\n"
+            )
+        };
+        // The peers come before the profiles (file order).
+        fs::write(
+            dir.join("a-peers.yaml"),
+            format!(
+                "{}{}{}",
+                peer("good", "fast"),
+                peer("missing", "nowhere"),
+                peer("broken", "echo")
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("b-profiles.yaml"),
+            "apiVersion: herald.dev/v1alpha1\nkind: BFDProfile\nmetadata: {name: fast}\nspec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}\n---\napiVersion: herald.dev/v1alpha1\nkind: BFDProfile\nmetadata: {name: echo}\nspec: {echoMode: true}\n",
+        )
+        .unwrap();
+        let m = load_paths(&[&dir]).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let peers: Vec<(&str, Option<&str>)> = m
+            .bgp_peers
+            .iter()
+            .map(|p| (p.name.as_str(), p.bfd_profile.as_deref()))
+            .collect();
+        assert_eq!(peers, [("good", Some("fast"))]);
+        assert_eq!(m.bfd_profiles["fast"].receive_interval_ms, 100);
+        let errors: Vec<String> = m
+            .errors
+            .iter()
+            .map(|e| format!("{} {:?}: {}", e.kind, e.name, e.message))
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("BFDProfile") && errors[0].contains("spec.echoMode"));
+        assert!(
+            errors[1].contains("\"missing\"")
+                && errors[1].contains("no valid BFDProfile \"nowhere\""),
+            "{errors:#?}"
+        );
+        assert!(errors[2].contains("\"broken\"") && errors[2].contains("\"echo\""));
+    }
+
+    #[test]
+    fn a_bfd_profile_field_herald_lacks_is_named() {
+        let e = load(
+            "apiVersion: herald.dev/v1alpha1\nkind: BFDProfile\nmetadata: {name: p}\nspec: {receiveIntervall: 100}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("spec.receiveIntervall"), "{e}");
     }
 }

@@ -177,6 +177,11 @@ impl Fsm {
         self.state
     }
 
+    /// bfd.RemoteSessionState: the state in the peer's last packet.
+    pub fn remote_state(&self) -> State {
+        self.remote_state
+    }
+
     /// bfd.LocalDiag.
     pub fn diag(&self) -> Diag {
         self.local_diag

@@ -9,23 +9,27 @@
 //!   stateless checks of received packets (§6.8.6);
 //! - [`fsm`]: the session state machine (§6.2, §6.8), sans IO: inputs in,
 //!   actions out, poll/final timer negotiation (§6.5), jitter (§6.8.7);
-//! - [`session`]: the tokio driver of one session over UDP (sockets, TTL
-//!   255 and the TTL check, timers, a `watch` of the state, drop
-//!   counters);
+//! - [`receive`]: the receive sockets all sessions share, one per port
+//!   and family, and the demultiplexing of datagrams to sessions (by Your
+//!   Discriminator, else by source address);
+//! - [`session`]: the tokio driver of one session over UDP (its sending
+//!   socket with TTL 255, the TTL check, timers, a `watch` of the state and
+//!   of path failure, drop counters);
 //! - `ttl`: reading the received TTL / Hop Limit from a control message,
 //!   the crate's only `unsafe`.
 //!
-//! Tasks and channels (one task per session):
+//! Tasks and channels (one task per session, one per shared receive
+//! socket):
 //!
 //! ```text
 //!   caller ── Session::{admin_down, admin_up, set_timers} ── mpsc ──▶ session task
-//!   caller ◀── Session::state(): watch::Receiver<State> ────────────── session task
-//!   peer  ──▶ UDP :3784 (single hop) / :4784 (multihop) ─────────────▶ session task ──▶ Fsm
+//!   caller ◀── Session::{state, failed}(): watch::Receiver ─────────── session task
+//!   peer  ──▶ UDP :3784 / :4784 ──▶ receiver task (shared) ── mpsc ──▶ session task ──▶ Fsm
 //!   peer  ◀── UDP from :49152–65535, TTL 255 ◀──────────────────────── session task ◀── Fsm
 //! ```
 //!
-//! Imports go one way: `session` imports `fsm`, `packet` and `ttl`; `fsm`
-//! imports `packet`. Depends on tokio, socket2 and libc only; never on
+//! Imports go one way: `session` imports `receive`, `fsm` and `packet`;
+//! `receive` imports `ttl`; `fsm` imports `packet`. Depends on tokio, socket2 and libc only; never on
 //! the BGP speaker, the API or Kubernetes (the speaker watches a
 //! session's state).
 //!
@@ -34,10 +38,12 @@
 
 pub mod fsm;
 pub mod packet;
+pub mod receive;
 pub mod session;
 #[allow(unsafe_code)]
 mod ttl;
 
 pub use fsm::{Fsm, Timers};
 pub use packet::{DecodeError, Packet, State};
+pub use receive::Receivers;
 pub use session::{Dropped, Hop, Session, SessionConfig};

@@ -4,10 +4,11 @@
 //! TTL).
 //!
 //! ```text
-//!   Session (handle) ── Input (mpsc) ──▶ task ──▶ Fsm (sans IO)
+//!   Session (handle) ── Command (mpsc) ──▶ task ──▶ Fsm (sans IO)
 //!        ▲                                  │ ▲
-//!        └──── watch<State> ◀───────────────┘ │ UDP rx :3784/:4784 (TTL from cmsg)
-//!              Counters (Arc, atomics) ◀──────┤ UDP tx :49152–65535, TTL 255
+//!        ├──── watch<State>, watch<bool> ◀──┘ │ datagrams from the shared receiver
+//!        │                                    │   (crate::receive, TTL from cmsg)
+//!        └──── Counters (Arc, atomics) ◀──────┤ UDP tx :49152–65535, TTL 255
 //!                                             └ transmit and detection timers
 //! ```
 //!
@@ -16,9 +17,14 @@
 //! less than 255 is dropped (§5, the GTSM check). Multihop (RFC 5883):
 //! port 4784, received packets below a configured TTL are dropped.
 //!
-//! One session owns its receive socket, bound to its local address and
-//! the BFD port, so one session per local address and port for now;
-//! packets from any other source are dropped and counted.
+//! Sessions share their receive sockets ([`Receivers`]), which hand each
+//! its datagrams; a session owns only its sending socket. Packets meant
+//! for a session from any other source are dropped and counted.
+//!
+//! What a client (the BGP speaker) acts on is [`Session::failed`], not the
+//! raw state: the path is failed once the session has been Up and went
+//! Down, unless the peer signalled AdminDown (RFC 5882 §3.2: that is no
+//! path failure), until it is Up again.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -26,14 +32,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::fsm::{Action, Config, Discard, Fsm, Input, Timers};
 use crate::packet::{self, DecodeError, State};
-use crate::ttl;
+use crate::receive::{Datagram, Receivers, Registration};
 
 /// Single-hop control packets' destination port (RFC 5881 §4).
 pub const SINGLE_HOP_PORT: u16 = 3784;
@@ -63,7 +69,8 @@ pub enum Hop {
 /// A session's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// The address packets are sent from and received on.
+    /// The address packets are sent from; the unspecified address of the
+    /// peer's family lets the kernel choose (by the route to the peer).
     pub local: IpAddr,
     /// The peer's address.
     pub peer: IpAddr,
@@ -123,7 +130,8 @@ impl Counters {
 #[derive(Debug)]
 pub struct Session {
     state: watch::Receiver<State>,
-    commands: mpsc::UnboundedSender<Input>,
+    failed: watch::Receiver<bool>,
+    commands: mpsc::UnboundedSender<Command>,
     counters: Arc<Counters>,
     local_discriminator: u32,
     task: tokio::task::JoinHandle<()>,
@@ -133,6 +141,14 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// What the handle asks of its task.
+#[derive(Debug)]
+enum Command {
+    Input(Input),
+    /// AdminDown, sent to the peer, then the answer.
+    Stop(oneshot::Sender<()>),
 }
 
 /// A random number from the standard library's per-process hash keys
@@ -196,25 +212,18 @@ fn bind_source(local: IpAddr) -> io::Result<Socket> {
 }
 
 impl Session {
-    /// Binds the sockets and starts the session (in Down, or AdminDown
-    /// never: send [`Session::admin_down`] for that). Needs a runtime.
-    pub fn start(config: SessionConfig) -> io::Result<Session> {
+    /// Starts the session (in Down) with its datagrams from `receivers`
+    /// (binding the port's shared socket if this is its first session)
+    /// and its own sending socket. One session per peer address and port.
+    /// Needs a runtime.
+    pub fn start(receivers: &Receivers, config: SessionConfig) -> io::Result<Session> {
         let port = match config.hop {
             Hop::Single => SINGLE_HOP_PORT,
             Hop::Multi { .. } => MULTIHOP_PORT,
         };
-        let rx = udp_socket(SocketAddr::new(config.local, port))?;
-        rx.set_reuse_address(true)?;
-        rx.bind(&SocketAddr::new(config.local, port).into())?;
-        ttl::enable(&rx, config.local.is_ipv6())?;
-        let rx = UdpSocket::from_std(rx.into())?;
         let tx = UdpSocket::from_std(bind_source(config.local)?.into())?;
-        let local_discriminator = loop {
-            let d = random() as u32;
-            if d != 0 {
-                break d;
-            }
-        };
+        let registration = receivers.register(port, config.peer, random)?;
+        let local_discriminator = registration.discriminator;
         let fsm = Fsm::new(
             Config {
                 timers: config.timers,
@@ -224,22 +233,27 @@ impl Session {
             jitter_source(),
         );
         let (state_tx, state) = watch::channel(State::Down);
+        let (failed_tx, failed) = watch::channel(false);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let driver = Driver {
             config,
             fsm,
-            rx,
+            registration,
             tx,
             peer: SocketAddr::new(config.peer, port),
             state: state_tx,
+            failed: failed_tx,
             counters: counters.clone(),
             transmit_at: None,
             detect_at: None,
         };
-        let task = tokio::spawn(driver.run(commands_rx));
+        // Every log line of the session names its peer through this span.
+        let span = tracing::info_span!("bfd", peer = %config.peer, local = %config.local);
+        let task = tokio::spawn(driver.run(commands_rx).instrument(span));
         Ok(Session {
             state,
+            failed,
             commands,
             counters,
             local_discriminator,
@@ -250,6 +264,14 @@ impl Session {
     /// The session state, updated on every change.
     pub fn state(&self) -> watch::Receiver<State> {
         self.state.clone()
+    }
+
+    /// Whether BFD says the path is down: true from a change Up → Down
+    /// (detection time expired, or the peer said Down) until the session
+    /// is Up again. False before the first Up (the peer may not run BFD
+    /// yet) and after the peer's AdminDown (RFC 5882 §3.2).
+    pub fn failed(&self) -> watch::Receiver<bool> {
+        self.failed.clone()
     }
 
     /// bfd.LocalDiscr.
@@ -264,28 +286,39 @@ impl Session {
 
     /// Holds the session AdminDown (RFC 5880 §6.8.16).
     pub fn admin_down(&self) {
-        let _ = self.commands.send(Input::AdminDown);
+        let _ = self.commands.send(Command::Input(Input::AdminDown));
     }
 
     /// Lets an AdminDown session run again.
     pub fn admin_up(&self) {
-        let _ = self.commands.send(Input::AdminUp);
+        let _ = self.commands.send(Command::Input(Input::AdminUp));
     }
 
     /// New timers, negotiated with a Poll Sequence while Up (RFC 5880
     /// §6.5, §6.8.3).
     pub fn set_timers(&self, timers: Timers) {
-        let _ = self.commands.send(Input::SetTimers(timers));
+        let _ = self.commands.send(Command::Input(Input::SetTimers(timers)));
+    }
+
+    /// Ends the session the planned way: AdminDown is sent to the peer
+    /// (RFC 5880 §6.8.16), so that its clients do not take the end for a
+    /// path failure (RFC 5882 §3.2), then the task stops.
+    pub async fn stop(self) {
+        let (done, sent) = oneshot::channel();
+        if self.commands.send(Command::Stop(done)).is_ok() {
+            let _ = sent.await;
+        }
     }
 }
 
 struct Driver {
     config: SessionConfig,
     fsm: Fsm,
-    rx: UdpSocket,
+    registration: Registration,
     tx: UdpSocket,
     peer: SocketAddr,
     state: watch::Sender<State>,
+    failed: watch::Sender<bool>,
     counters: Arc<Counters>,
     transmit_at: Option<Instant>,
     detect_at: Option<Instant>,
@@ -300,31 +333,18 @@ async fn until(at: Option<Instant>) {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Input>) {
-        let span = tracing::info_span!("bfd", peer = %self.config.peer, local = %self.config.local);
-        let _enter = span.enter();
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let first = self.fsm.start();
         self.apply(first).await;
-        let mut buf = [0u8; 512];
         loop {
             let input = tokio::select! {
-                ready = self.rx.readable() => {
-                    if let Err(e) = ready {
-                        tracing::warn!(error = %e, "receive socket failed");
-                        return;
-                    }
-                    match self.rx.try_io(Interest::READABLE, || ttl::recv(&self.rx, &mut buf)) {
-                        Ok((len, from, hops)) => match self.accept(&buf[..len], from, hops) {
-                            Some(input) => input,
-                            None => continue,
-                        },
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "receive failed");
-                            continue;
-                        }
-                    }
-                }
+                datagram = self.registration.datagrams.recv() => match datagram {
+                    Some(d) => match self.accept(&d) {
+                        Some(input) => input,
+                        None => continue,
+                    },
+                    None => return,
+                },
                 () = until(self.transmit_at) => {
                     self.transmit_at = None;
                     Input::TransmitTimer
@@ -334,7 +354,14 @@ impl Driver {
                     Input::DetectionTimer
                 }
                 command = commands.recv() => match command {
-                    Some(input) => input,
+                    Some(Command::Input(input)) => input,
+                    Some(Command::Stop(done)) => {
+                        if let Ok(actions) = self.fsm.handle(Input::AdminDown) {
+                            self.apply(actions).await;
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
                     None => return,
                 },
             };
@@ -355,7 +382,9 @@ impl Driver {
 
     /// The checks that need the socket (RFC 5881 §5, RFC 5883 §2) and the
     /// codec's (RFC 5880 §6.8.6); counts what it drops.
-    fn accept(&self, datagram: &[u8], from: SocketAddr, hops: Option<u8>) -> Option<Input> {
+    fn accept(&self, datagram: &Datagram) -> Option<Input> {
+        let Datagram { bytes, from, hops } = datagram;
+        let (from, hops) = (*from, *hops);
         let least = match self.config.hop {
             Hop::Single => 255,
             Hop::Multi { min_ttl } => min_ttl,
@@ -370,7 +399,7 @@ impl Driver {
             self.counters.wrong_source.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        match packet::decode(datagram) {
+        match packet::decode(bytes) {
             Ok(p) => Some(Input::Packet(p)),
             Err(e) => {
                 tracing::debug!(error = %e, %from, "dropped: invalid packet");
@@ -400,6 +429,17 @@ impl Driver {
                 Action::StateChanged { from, to, diag } => {
                     tracing::info!(%from, %to, diag = diag.0, "BFD session state");
                     self.state.send_replace(to);
+                    let failed = match to {
+                        State::Up => false,
+                        // The peer's AdminDown is no path failure (RFC
+                        // 5882 §3.2); nor is our own.
+                        State::AdminDown => false,
+                        _ if self.fsm.remote_state() == State::AdminDown => false,
+                        _ if from == State::Up => true,
+                        _ => *self.failed.borrow(),
+                    };
+                    self.failed
+                        .send_if_modified(|f| std::mem::replace(f, failed) != failed);
                 }
             }
         }

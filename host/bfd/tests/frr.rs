@@ -142,7 +142,14 @@ fn bad_packets_are_dropped_and_counted_and_the_session_stays_up() {
         .unwrap();
     let stranger = lab::sender(&lab.router, "192.0.2.3".parse().unwrap(), 255);
 
-    // From an address that is not the peer's.
+    // From an address that is not the peer's: addressed to this session
+    // (counted against it), and with Your Discriminator 0 (no session has
+    // this peer: counted by the shared receiver).
+    let addressed = Packet {
+        your_discriminator: session.local_discriminator(),
+        ..down
+    };
+    stranger.send_to(&encode(&addressed), &to).unwrap();
     stranger.send_to(&encode(&down), &to).unwrap();
 
     // Wrong TTL (RFC 5881 §5): a packet that would otherwise pass.
@@ -189,6 +196,7 @@ fn bad_packets_are_dropped_and_counted_and_the_session_stays_up() {
         || (session.dropped() == expected).then_some(()),
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", session.dropped()));
+    assert_eq!(lab.receivers.unmatched(), 1, "the stranger's other packet");
     // Still Up on both sides, no flap in between, a few detection times later.
     // An observation window, not a synchronisation: more than three
     // detection times in which the session must not flap.

@@ -30,6 +30,12 @@
 //!   attempt still in Connect is abandoned, as BIRD does.
 //! - A failure closes only its connection; the session goes Idle when no
 //!   connection is left.
+//! - BFD (RFC 5882 §4.3, RFC 9384): [`Event::PathDown`] (the session's BFD
+//!   says the path failed) closes every connection at once, with Cease /
+//!   BFD Down where an OPEN was sent, and holds the session in Idle —
+//!   refusing the peer's connections, no automatic start — until
+//!   [`Event::PathUp`], which starts it at once (with the first backoff).
+//!   BGP so never comes up over a path BFD says is down.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -147,6 +153,10 @@ pub enum Event {
     /// A malformed message arrived on a connection; the NOTIFICATION to
     /// send (Events 21/22/28).
     Malformed(Conn, BgpNotificationMessage),
+    /// BFD says the path to the peer is down (RFC 5882 §4.3).
+    PathDown,
+    /// BFD says the path is up again.
+    PathUp,
 }
 
 /// What the driver must do, in order.
@@ -192,6 +202,8 @@ pub enum Down {
     NotificationSent(u8, u8),
     /// The peer sent a NOTIFICATION (code, subcode).
     NotificationReceived(u8, u8),
+    /// BFD said the path is down.
+    PathDown,
 }
 
 /// The session's settings.
@@ -268,8 +280,12 @@ impl Link {
 #[derive(Debug)]
 pub struct Fsm {
     config: Config,
-    /// Started and not in the Idle backoff.
+    /// Started (and not stopped since).
+    started: bool,
+    /// Started and not in the Idle backoff, nor held by BFD.
     running: bool,
+    /// BFD says the path is down: held in Idle.
+    path_down: bool,
     backoff: Duration,
     outgoing: Option<Link>,
     incoming: Option<Link>,
@@ -280,7 +296,9 @@ impl Fsm {
     pub fn new(config: Config) -> Fsm {
         Fsm {
             config,
+            started: false,
             running: false,
+            path_down: false,
             backoff: INITIAL_BACKOFF,
             outgoing: None,
             incoming: None,
@@ -369,8 +387,20 @@ impl Fsm {
         let mut out = Vec::new();
         match event {
             Event::Stop => self.stop(&mut out),
-            Event::Start | Event::ConnectRetryExpired if !self.running => self.start(&mut out),
-            Event::Start => {}
+            Event::Start => {
+                self.started = true;
+                if !self.running && !self.path_down {
+                    self.start(&mut out);
+                }
+            }
+            // The backoff is over: an automatic start (§8.1.1), unless
+            // BFD holds the session.
+            Event::ConnectRetryExpired if !self.running => {
+                self.started = true;
+                if !self.path_down {
+                    self.start(&mut out);
+                }
+            }
             Event::ConnectRetryExpired => self.retry(&mut out),
             Event::Connected => {
                 if self.phase(Conn::Outgoing) == Some(Phase::Connecting) {
@@ -412,8 +442,52 @@ impl Fsm {
                     self.fail_with(conn, n, &mut out);
                 }
             }
+            Event::PathDown => self.path_down(&mut out),
+            Event::PathUp => {
+                if self.path_down {
+                    self.path_down = false;
+                    self.backoff = INITIAL_BACKOFF;
+                    if self.started && !self.running {
+                        self.start(&mut out);
+                    }
+                }
+            }
         }
         out
+    }
+
+    /// BFD says the path is down (RFC 5882 §4.3): every connection closes
+    /// now, with Cease / BFD Down (RFC 9384) where an OPEN went out (it
+    /// may not arrive: the path is down; it tells a peer that still hears
+    /// why), and the session waits in Idle for [`Event::PathUp`].
+    fn path_down(&mut self, out: &mut Vec<Action>) {
+        if self.path_down {
+            return;
+        }
+        self.path_down = true;
+        let was_running = self.running;
+        for conn in Conn::BOTH {
+            let Some(link) = self.slot(conn).take() else {
+                continue;
+            };
+            if link.phase >= Phase::OpenSent {
+                out.push(Action::Send(
+                    conn,
+                    BgpMessage::Notification(cease(CeaseError::BfdDown {
+                        value: Box::new([]),
+                    })),
+                ));
+            }
+            out.push(Action::Disconnect(conn));
+        }
+        if self.started {
+            // Including the backoff of a session waiting in Idle.
+            out.extend(disarm_all());
+        }
+        if was_running {
+            out.push(Action::Down(Down::PathDown));
+        }
+        self.running = false;
     }
 
     fn link(&self, conn: Conn) -> Option<&Link> {
@@ -470,6 +544,7 @@ impl Fsm {
         out.extend(disarm_all());
         out.push(Action::Down(Down::Stopped));
         self.running = false;
+        self.started = false;
     }
 
     /// The connect-retry timer while running: an attempt took too long (it

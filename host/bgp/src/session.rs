@@ -9,6 +9,7 @@
 //!  reader tasks ─frames/EOF──┼─► mpsc ─► session loop ─► Fsm ─► actions ─► socket writes, timers
 //!  listener ──peer's conn────┤  (tagged by Conn       └─► RibOut diff on Established / on change
 //!  routes watch ─────────────┤   and generation)
+//!  path watch (BFD) ─────────┤
 //!  stop watch ───────────────┘
 //! ```
 //!
@@ -71,6 +72,17 @@ impl Session {
     /// Starts a session that advertises what `routes` holds, following
     /// every change.
     pub fn spawn(config: PeerConfig, routes: watch::Receiver<Arc<Routes>>) -> Session {
+        Session::spawn_guarded(config, routes, None)
+    }
+
+    /// As [`Session::spawn`], guarded by a BFD session: while `path_failed`
+    /// holds true the session is down and held in Idle (the machine's
+    /// [`Event::PathDown`]); its change to false starts it again.
+    pub fn spawn_guarded(
+        config: PeerConfig,
+        routes: watch::Receiver<Arc<Routes>>,
+        path_failed: Option<watch::Receiver<bool>>,
+    ) -> Session {
         let (stop, stop_rx) = watch::channel(false);
         let (status_tx, status) = watch::channel(Status {
             state: State::Idle,
@@ -82,7 +94,9 @@ impl Session {
         let inbound = Inbound::new(&config, incoming_tx);
         // Every log line of the session names its peer through this span.
         let span = tracing::info_span!("peer", name = %config.name);
-        let task = tokio::spawn(run(config, routes, incoming, stop_rx, status_tx).instrument(span));
+        let task = tokio::spawn(
+            run(config, routes, path_failed, incoming, stop_rx, status_tx).instrument(span),
+        );
         Session {
             stop,
             status,
@@ -176,9 +190,22 @@ struct Driver {
     status: watch::Sender<Status>,
 }
 
+/// Waits for the next change of the path, or forever without BFD (or
+/// once its sender is gone).
+async fn path_changed(path: &mut Option<watch::Receiver<bool>>) -> bool {
+    if let Some(p) = path.as_mut() {
+        if p.changed().await.is_ok() {
+            return *p.borrow_and_update();
+        }
+        *path = None;
+    }
+    std::future::pending().await
+}
+
 async fn run(
     config: PeerConfig,
     mut routes: watch::Receiver<Arc<Routes>>,
+    mut path: Option<watch::Receiver<bool>>,
     mut incoming: mpsc::Receiver<TcpStream>,
     mut stop: watch::Receiver<bool>,
     status: watch::Sender<Status>,
@@ -199,6 +226,10 @@ async fn run(
         end_of_rib_owed: BTreeSet::new(),
         status,
     };
+    if path.as_mut().is_some_and(|p| *p.borrow_and_update()) {
+        tracing::info!("BFD says the path is down: waiting for it before BGP");
+        d.event(Event::PathDown, &routes).await;
+    }
     d.event(Event::Start, &routes).await;
     loop {
         let deadline = d.timers.values().min().copied();
@@ -228,6 +259,15 @@ async fn run(
                         };
                         d.event(event, &routes).await;
                     }
+                }
+            }
+            failed = path_changed(&mut path) => {
+                if failed {
+                    tracing::warn!("BFD says the path is down: session down, held until BFD is Up");
+                    d.event(Event::PathDown, &routes).await;
+                } else {
+                    tracing::info!("BFD says the path is up");
+                    d.event(Event::PathUp, &routes).await;
                 }
             }
             changed = routes.changed() => {

@@ -72,6 +72,7 @@ impl Speaker {
             passive: false,
             families: vec![Family::IPv4],
             node_selector: LabelSelector::default(),
+            bfd_profile: None,
         };
         let node_addresses: Vec<IpAddr> = vec![NODE.parse().unwrap()];
         let config = PeerConfig::for_node(&peer, &node_addresses, None).unwrap();

@@ -525,6 +525,11 @@ pub struct BgpPeer {
     pub families: Vec<Family>,
     /// `nodeSelector`: the nodes that open this session (empty: every node).
     pub node_selector: LabelSelector,
+    /// `bfdProfile`: the name of the `BFDProfile` whose BFD session guards
+    /// this BGP session (`None`: no BFD). The loader and the speaker's
+    /// reflectors leave out a peer whose profile does not exist, so a
+    /// speaker always finds it.
+    pub bfd_profile: Option<String>,
 }
 
 impl BgpPeer {
@@ -549,12 +554,66 @@ impl BgpPeer {
             passive: false,
             families: vec![Family::IPv4, Family::IPv6],
             node_selector: LabelSelector::default(),
+            bfd_profile: None,
         }
     }
 
     /// Whether the session is external BGP (the ASNs differ).
     pub fn is_ebgp(&self) -> bool {
         self.peer_asn != self.my_asn
+    }
+}
+
+/// The least and greatest BFD interval a `BFDProfile` takes, in
+/// milliseconds (MetalLB's bounds: below 10 ms a userspace sender cannot
+/// keep time; above a minute BFD detects nothing the hold timer would not).
+pub const BFD_INTERVAL_MS: std::ops::RangeInclusive<u32> = 10..=60_000;
+
+/// The least and greatest BFD detect multiplier (MetalLB's bounds; RFC
+/// 5880 allows 1, where one lost packet takes the session down).
+pub const BFD_DETECT_MULTIPLIER: std::ops::RangeInclusive<u8> = 2..=255;
+
+/// The default BFD intervals in milliseconds and multiplier (MetalLB's and
+/// FRR's: 300 ms × 3).
+pub const BFD_DEFAULT_INTERVAL_MS: u32 = 300;
+/// See [`BFD_DEFAULT_INTERVAL_MS`].
+pub const BFD_DEFAULT_DETECT_MULTIPLIER: u8 = 3;
+
+/// The default least TTL of a multihop BFD packet (MetalLB's and FRR's:
+/// 254, one router in between).
+pub const BFD_DEFAULT_MINIMUM_TTL: u8 = 254;
+
+/// A validated `BFDProfile`: the BFD settings of the BGP sessions that name
+/// it (RFC 5880 asynchronous mode, no Echo function).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BfdProfile {
+    /// `metadata.name`: what `BGPPeer.bfdProfile` names.
+    pub name: String,
+    /// `receiveInterval`: Required Min RX Interval, in milliseconds.
+    pub receive_interval_ms: u32,
+    /// `transmitInterval`: Desired Min TX Interval, in milliseconds.
+    pub transmit_interval_ms: u32,
+    /// `detectMultiplier`.
+    pub detect_multiplier: u8,
+    /// `passiveMode`: send nothing until the peer is heard (RFC 5880
+    /// §6.1).
+    pub passive: bool,
+    /// `minimumTtl`: the least TTL accepted on multihop sessions (single
+    /// hop always requires 255, RFC 5881 §5).
+    pub minimum_ttl: u8,
+}
+
+impl BfdProfile {
+    /// A profile with the defaults: 300 ms × 3, active, minimum TTL 254.
+    pub fn new(name: &str) -> BfdProfile {
+        BfdProfile {
+            name: name.to_owned(),
+            receive_interval_ms: BFD_DEFAULT_INTERVAL_MS,
+            transmit_interval_ms: BFD_DEFAULT_INTERVAL_MS,
+            detect_multiplier: BFD_DEFAULT_DETECT_MULTIPLIER,
+            passive: false,
+            minimum_ttl: BFD_DEFAULT_MINIMUM_TTL,
+        }
     }
 }
 

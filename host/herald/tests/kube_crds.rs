@@ -35,6 +35,7 @@ fn crds_are_structural_and_established() {
         "bgpadvertisements.herald.dev",
         "l2advertisements.herald.dev",
         "policyplugins.herald.dev",
+        "bfdprofiles.herald.dev",
     ] {
         let line = out
             .lines()

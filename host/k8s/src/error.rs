@@ -5,13 +5,14 @@
 use kube::core::Status;
 
 /// The `herald.dev` resources, as RBAC and `kubectl` name them.
-pub const HERALD_RESOURCES: [&str; 6] = [
+pub const HERALD_RESOURCES: [&str; 7] = [
     "ippools.herald.dev",
     "ipallocations.herald.dev",
     "bgppeers.herald.dev",
     "bgpadvertisements.herald.dev",
     "l2advertisements.herald.dev",
     "policyplugins.herald.dev",
+    "bfdprofiles.herald.dev",
 ];
 
 /// A failure of the controller.

@@ -1,6 +1,7 @@
 //! The speaker's side of the API: reflectors for everything `herald
 //! speaker` reads — Services, EndpointSlices, Nodes, `BGPPeer`s,
-//! `BGPAdvertisement`s, `L2Advertisement`s, `IPPool`s, `PolicyPlugin`s —
+//! `BGPAdvertisement`s, `L2Advertisement`s, `IPPool`s, `PolicyPlugin`s,
+//! `BFDProfile`s —
 //! cluster-wide, and the Secrets that `BGPPeer`s name in `passwordSecret`,
 //! each watched by name in its namespace (a list and watch with the field
 //! selector `metadata.name`, which RBAC grants by `resourceNames`; never a
@@ -15,10 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use herald_api::bfd::BFDProfile;
 use herald_api::bgp::{BGPAdvertisement, BGPPeer};
 use herald_api::inputs::{
-    add_bgp_advertisement, add_bgp_peer, add_l2_advertisement, add_node, add_pool,
-    add_secret_password, add_service, plugin,
+    add_bfd_profile, add_bgp_advertisement, add_bgp_peer, add_l2_advertisement, add_node, add_pool,
+    add_secret_password, add_service, check_bfd_profiles, plugin,
 };
 use herald_api::l2::L2Advertisement;
 use herald_api::load::Manifests;
@@ -62,6 +64,7 @@ pub struct SpeakerStores {
     l2: Store<L2Advertisement>,
     pools: Store<IPPool>,
     plugins: Store<PolicyPlugin>,
+    bfd: Store<BFDProfile>,
     /// By namespace and name.
     secrets: BTreeMap<(String, String), Watched>,
 }
@@ -79,6 +82,7 @@ impl SpeakerStores {
         probe::<L2Advertisement>(&client, "l2advertisements.herald.dev").await?;
         probe::<IPPool>(&client, "ippools.herald.dev").await?;
         probe::<PolicyPlugin>(&client, "policyplugins.herald.dev").await?;
+        probe::<BFDProfile>(&client, "bfdprofiles.herald.dev").await?;
         let (tx, changed) = mpsc::channel(1);
         let all = || client.clone();
         Ok(SpeakerStores {
@@ -90,6 +94,7 @@ impl SpeakerStores {
             l2: reflect(Api::all(all()), "l2advertisements.herald.dev", &tx),
             pools: reflect(Api::all(all()), "ippools.herald.dev", &tx),
             plugins: reflect(Api::all(all()), "policyplugins.herald.dev", &tx),
+            bfd: reflect(Api::all(all()), "bfdprofiles.herald.dev", &tx),
             secrets: BTreeMap::new(),
             client,
             tx,
@@ -110,6 +115,7 @@ impl SpeakerStores {
         let _ = self.l2.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
         let _ = self.plugins.wait_until_ready().await;
+        let _ = self.bfd.wait_until_ready().await;
     }
 
     /// Waits for a change in any store, then for the burst to end (a
@@ -146,6 +152,12 @@ impl SpeakerStores {
                 m.errors.push(e);
             }
         }
+        for profile in sorted(&self.bfd) {
+            if let Err(e) = add_bfd_profile(&mut m.bfd_profiles, &profile) {
+                m.errors.push(e);
+            }
+        }
+        check_bfd_profiles(&mut m.bgp_peers, &m.bfd_profiles, &mut m.errors);
         for adv in sorted(&self.bgp) {
             if let Err(e) = add_bgp_advertisement(&mut m.bgp_advertisements, &adv) {
                 m.errors.push(e);

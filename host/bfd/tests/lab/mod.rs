@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use herald_bfd::{Hop, Session, SessionConfig, State, Timers};
+use herald_bfd::{Hop, Receivers, Session, SessionConfig, State, Timers};
 use herald_netns::{Netns, Process, TempDir, run, veth, wait_for};
 
 /// The router's and the node's addresses.
@@ -46,6 +46,8 @@ pub struct Lab {
     pub router: Netns,
     pub dir: TempDir,
     pub runtime: tokio::runtime::Runtime,
+    /// The node's shared receive sockets.
+    pub receivers: Receivers,
 }
 
 impl Lab {
@@ -76,19 +78,23 @@ impl Lab {
             router,
             dir,
             runtime,
+            receivers: Receivers::new(),
         }
     }
 
     /// Starts Herald's session towards `peer` from `local`.
     pub fn session(&self, local: &str, peer: &str, hop: Hop) -> Session {
         let _guard = self.runtime.enter();
-        Session::start(SessionConfig {
-            local: local.parse().unwrap(),
-            peer: peer.parse().unwrap(),
-            hop,
-            timers: FAST,
-            passive: false,
-        })
+        Session::start(
+            &self.receivers,
+            SessionConfig {
+                local: local.parse().unwrap(),
+                peer: peer.parse().unwrap(),
+                hop,
+                timers: FAST,
+                passive: false,
+            },
+        )
         .unwrap()
     }
 

@@ -722,3 +722,68 @@ fn keepalives_and_messages_go_to_their_own_connection() {
     assert_eq!(notifications(&a), [(OUT, (5, 1))]);
     assert_eq!(fsm.state(), State::OpenConfirm);
 }
+
+#[test]
+fn bfd_down_closes_every_connection_with_cease_bfd_down_and_holds_the_session_idle() {
+    // RFC 5882 §4.3 and RFC 9384 (Cease subcode 10, BFD Down).
+    let mut fsm = established();
+    let a = fsm.handle(Event::PathDown);
+    assert_eq!(notifications(&a), [(OUT, (6, 10))]);
+    assert_eq!(downs(&a), [&Down::PathDown]);
+    fsm.handle(Event::PathUp);
+    // Both connections in OpenSent: both are closed.
+    fsm.handle(Event::Connected);
+    fsm.handle(Event::PeerConnected);
+    assert_eq!(fsm.state(), State::OpenSent);
+    let a = fsm.handle(Event::PathDown);
+    assert_eq!(notifications(&a), [(OUT, (6, 10)), (IN, (6, 10))]);
+    assert!(a.contains(&Action::Disconnect(OUT)) && a.contains(&Action::Disconnect(IN)));
+    assert_eq!(downs(&a), [&Down::PathDown]);
+    assert!(
+        a.contains(&Action::Disarm(Timer::ConnectRetry)),
+        "no automatic start while BFD holds the session: {a:?}"
+    );
+    assert_eq!(fsm.state(), State::Idle);
+    // Held: the peer's connection is refused, a stray retry starts nothing,
+    // a second PathDown does nothing.
+    let a = fsm.handle(Event::PeerConnected);
+    assert_eq!(refused(&a), Some((6, 5)), "Cease / Connection Rejected");
+    assert!(fsm.handle(Event::ConnectRetryExpired).is_empty());
+    assert!(fsm.handle(Event::PathDown).is_empty());
+    assert_eq!(fsm.state(), State::Idle);
+    // BFD Up: connect at once.
+    let a = fsm.handle(Event::PathUp);
+    assert_eq!(a[0], Action::Connect);
+    assert_eq!(fsm.state(), State::Connect);
+    assert_eq!(fsm.backoff(), INITIAL_BACKOFF);
+}
+
+#[test]
+fn bgp_does_not_start_over_a_path_bfd_says_is_down() {
+    let mut fsm = Fsm::new(config());
+    assert!(
+        fsm.handle(Event::PathDown).is_empty(),
+        "nothing was running"
+    );
+    assert!(fsm.handle(Event::Start).is_empty());
+    assert_eq!(fsm.state(), State::Idle);
+    let a = fsm.handle(Event::PathUp);
+    assert_eq!(a[0], Action::Connect);
+    // A path coming up for a stopped session starts nothing.
+    fsm.handle(Event::Stop);
+    fsm.handle(Event::PathDown);
+    assert!(fsm.handle(Event::PathUp).is_empty());
+    assert_eq!(fsm.state(), State::Idle);
+}
+
+#[test]
+fn bfd_down_during_an_attempt_abandons_it_without_a_notification() {
+    let mut fsm = Fsm::new(config());
+    fsm.handle(Event::Start);
+    assert_eq!(fsm.state(), State::Connect);
+    let a = fsm.handle(Event::PathDown);
+    assert!(notifications(&a).is_empty(), "no OPEN went out: {a:?}");
+    assert!(a.contains(&Action::Disconnect(OUT)));
+    assert_eq!(downs(&a), [&Down::PathDown]);
+    assert_eq!(fsm.state(), State::Idle);
+}

@@ -188,6 +188,14 @@ impl Lab {
     /// Starts zebra and bgpd with `conf` (in a directory the `frr` user
     /// owns, as FRR drops privileges).
     pub fn frr(&self, conf: &str) -> (Process, Process) {
+        let mut daemons = self.frr_daemons(conf, &["bgpd"]);
+        (daemons.remove(0), daemons.remove(0))
+    }
+
+    /// Starts zebra and then `daemons` (`bgpd`, `bfdd`) with `conf`;
+    /// returns them in that order, zebra first. bfdd's control socket is in
+    /// FRR's directory too.
+    pub fn frr_daemons(&self, conf: &str, daemons: &[&str]) -> Vec<Process> {
         let dir = self.path("frr");
         std::fs::create_dir_all(&dir).unwrap();
         let conf_path = dir.join("frr.conf");
@@ -196,25 +204,30 @@ impl Lab {
         run("chmod", &["755", self.dir.path().to_str().unwrap()]).unwrap();
         let d = dir.to_str().unwrap();
         let zserv = format!("{d}/zserv.api");
+        let bfdctl = format!("{d}/bfdd.sock");
         let start = |daemon: &str| {
             let pid = format!("{d}/{daemon}.pid");
+            let mut args = vec![
+                "-f",
+                conf_path.to_str().unwrap(),
+                "-i",
+                &pid,
+                "-z",
+                &zserv,
+                "--vty_socket",
+                d,
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+            ];
+            if daemon == "bfdd" {
+                args.extend_from_slice(&["--bfdctl", &bfdctl]);
+            }
             self.router
                 .spawn(
                     &format!("/usr/lib/frr/{daemon}"),
-                    &[
-                        "-f",
-                        conf_path.to_str().unwrap(),
-                        "-i",
-                        &pid,
-                        "-z",
-                        &zserv,
-                        "--vty_socket",
-                        d,
-                        "-u",
-                        "frr",
-                        "-g",
-                        "frr",
-                    ],
+                    &args,
                     Some(&self.path(&format!("{daemon}.log"))),
                 )
                 .unwrap()
@@ -224,7 +237,9 @@ impl Lab {
             std::path::Path::new(&zserv).exists().then_some(())
         })
         .unwrap();
-        (zebra, start("bgpd"))
+        std::iter::once(zebra)
+            .chain(daemons.iter().map(|d| start(d)))
+            .collect()
     }
 
     /// `vtysh -c COMMAND`'s answer, or the error while bgpd does not answer.
