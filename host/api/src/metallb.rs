@@ -29,6 +29,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
+use crate::bfd::BFDProfileSpec;
+
 pub use translate::{Dropped, Import, import};
 
 /// The API group of MetalLB's resources.
@@ -270,8 +272,8 @@ pub enum Kind {
     Peer(Box<PeerSpec>),
     /// `Community`.
     Community(CommunitySpec),
-    /// `BFDProfile`: the fields that are set, by name.
-    Bfd(Vec<String>),
+    /// `BFDProfile`: MetalLB's fields are Herald's (`crate::bfd`).
+    Bfd(BFDProfileSpec),
 }
 
 /// A MetalLB object read from a file.
@@ -375,11 +377,7 @@ fn read_value(at: &Origin, value: Value, out: &mut Vec<Object>) -> Result<(), Im
             Kind::Peer(Box::new(parse(&object, spec, &mut unknown)?))
         }
         ("metallb.io/v1beta1", "Community") => Kind::Community(parse(&object, spec, &mut unknown)?),
-        ("metallb.io/v1beta1", "BFDProfile") => {
-            let fields: BTreeMap<String, Value> =
-                serde_yaml_ng::from_value(spec).map_err(|e| object.error(format!("spec: {e}")))?;
-            Kind::Bfd(fields.into_keys().collect())
-        }
+        ("metallb.io/v1beta1", "BFDProfile") => Kind::Bfd(parse(&object, spec, &mut unknown)?),
         (version, kind) if version.starts_with(METALLB_GROUP) => {
             return Err(object.error(format!(
                 "{version} {kind} is not a MetalLB kind this importer reads (IPAddressPool, L2Advertisement, BGPAdvertisement, Community, BFDProfile: metallb.io/v1beta1; BGPPeer: v1beta1 or v1beta2)"

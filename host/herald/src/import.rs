@@ -108,7 +108,7 @@ fn documents<T: Serialize>(objects: &[T]) -> String {
 
 /// The output files, by name, with their text (empty for a kind with no
 /// objects).
-fn by_kind(imported: &Import) -> [(&'static str, String); 4] {
+fn by_kind(imported: &Import) -> [(&'static str, String); 5] {
     [
         ("ippools.yaml", documents(&imported.pools)),
         ("bgppeers.yaml", documents(&imported.bgp_peers)),
@@ -120,6 +120,7 @@ fn by_kind(imported: &Import) -> [(&'static str, String); 4] {
             "l2advertisements.yaml",
             documents(&imported.l2_advertisements),
         ),
+        ("bfdprofiles.yaml", documents(&imported.bfd_profiles)),
     ]
 }
 

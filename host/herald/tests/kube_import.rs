@@ -132,7 +132,7 @@ fn switching_from_metallb_moves_no_address_and_records_every_one() {
         .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
         .map(|text| text.matches("\nkind: ").count())
         .sum::<usize>();
-    assert_eq!(objects, 10, "the import wrote every object");
+    assert_eq!(objects, 11, "the import wrote every object");
     assert_eq!(
         dry.lines()
             .filter(|l| l.ends_with("(server dry run)"))

@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use crate::bfd::BFDProfileSpec;
+
 use super::{
     BgpAdvertisementSpec, CommunityAlias, CommunitySpec, ImportError, Kind, L2Spec, Meta, Object,
     Origin, PeerSpec, PoolSpec,
@@ -155,8 +157,17 @@ pub(super) fn read(at: &Origin, meta: &Meta, config: &str) -> Result<Vec<Object>
         if name.is_empty() {
             return Err(at.error(format!("{what}: name is missing")));
         }
-        let set = fields.into_keys().filter(|k| k != "name").collect();
-        out.push(object(&name, what, Kind::Bfd(set), Vec::new()));
+        // The legacy keys are the CRD's in kebab case (`receive-interval`).
+        let mut spec = serde_yaml_ng::Mapping::new();
+        for (key, value) in fields.into_iter().filter(|(k, _)| k != "name") {
+            spec.insert(Value::String(camel_case(&key)), value);
+        }
+        let mut unknown = Vec::new();
+        let spec: BFDProfileSpec = serde_ignored::deserialize(Value::Mapping(spec), |path| {
+            unknown.push(format!("spec.{path}"))
+        })
+        .map_err(|e| at.error(format!("{what}: {e}")))?;
+        out.push(object(&name, what, Kind::Bfd(spec), unknown));
     }
     let mut peer_names = BTreeSet::new();
     for (i, p) in config.peers.into_iter().enumerate() {
@@ -283,4 +294,21 @@ fn selector(s: NodeSelector) -> LabelSelector {
                 .collect()
         }),
     }
+}
+
+/// `receive-interval` → `receiveInterval`.
+fn camel_case(kebab: &str) -> String {
+    let mut out = String::with_capacity(kebab.len());
+    let mut upper = false;
+    for c in kebab.chars() {
+        match c {
+            '-' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

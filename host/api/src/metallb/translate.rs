@@ -28,6 +28,7 @@ use super::{
     BgpAdvertisementSpec, ImportError, Kind, L2Spec, Object, Origin, PeerSpec, PoolSpec,
     ServiceAllocation,
 };
+use crate::bfd::{BFDProfile, BFDProfileSpec};
 use crate::bgp::{
     AddressFamily, BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec,
     SecretKeyReference, duration_seconds,
@@ -54,6 +55,8 @@ pub struct Import {
     pub bgp_advertisements: Vec<BGPAdvertisement>,
     /// `L2Advertisement`s, by name.
     pub l2_advertisements: Vec<L2Advertisement>,
+    /// `BFDProfile`s, by name.
+    pub bfd_profiles: Vec<BFDProfile>,
     /// Every field that was not carried over, in input order.
     pub dropped: Vec<Dropped>,
     /// Things carried over in another form (a priority given, a selector
@@ -75,16 +78,6 @@ pub struct Dropped {
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}: {}", self.object, self.field, self.instead)
-    }
-}
-
-/// What to say about a BFD profile until Herald has a BFDProfile kind; one
-/// place to change when it has.
-fn bfd_not_carried(origin: &Origin, field: &str) -> Dropped {
-    Dropped {
-        object: origin.object.clone(),
-        field: field.to_owned(),
-        instead: "BFD: set after upgrading (this Herald has no BFD profiles yet; the BGP session is imported without BFD)".into(),
     }
 }
 
@@ -152,14 +145,12 @@ pub fn import(objects: &[Object]) -> Result<Import, ImportError> {
             out.l2_advertisements.push(a);
         }
     }
-    for o in objects {
-        if let Kind::Bfd(fields) = &o.kind {
-            let mut d = bfd_not_carried(&o.origin, "spec");
-            if !fields.is_empty() {
-                d.instead = format!("{} (fields set: {})", d.instead, fields.join(", "));
-            }
-            out.dropped.push(d);
-        }
+    for (o, spec) in of_kind(objects, |k| match k {
+        Kind::Bfd(s) => Some(s),
+        _ => None,
+    })? {
+        out.bfd_profiles
+            .push(bfd_profile(o, spec, &mut out.dropped));
     }
     let by_name = |a: &ObjectMeta, b: &ObjectMeta| a.name.cmp(&b.name);
     out.pools.sort_by(|a, b| by_name(&a.metadata, &b.metadata));
@@ -168,6 +159,8 @@ pub fn import(objects: &[Object]) -> Result<Import, ImportError> {
     out.bgp_advertisements
         .sort_by(|a, b| by_name(&a.metadata, &b.metadata));
     out.l2_advertisements
+        .sort_by(|a, b| by_name(&a.metadata, &b.metadata));
+    out.bfd_profiles
         .sort_by(|a, b| by_name(&a.metadata, &b.metadata));
     Ok(out)
 }
@@ -579,10 +572,6 @@ fn peer(o: &Object, spec: &PeerSpec, out: &mut Import) -> Result<Option<BGPPeer>
     } else {
         None
     };
-    if !spec.bfd_profile.is_empty() {
-        out.dropped
-            .push(bfd_not_carried(&o.origin, "spec.bfdProfile"));
-    }
     if !spec.vrf.is_empty() {
         report(
             out,
@@ -618,6 +607,7 @@ fn peer(o: &Object, spec: &PeerSpec, out: &mut Import) -> Result<Option<BGPPeer>
             passive: None,
             families,
             node_selector,
+            bfd_profile: (!spec.bfd_profile.is_empty()).then(|| spec.bfd_profile.clone()),
         },
         status: None,
     };
@@ -632,6 +622,36 @@ fn peer(o: &Object, spec: &PeerSpec, out: &mut Import) -> Result<Option<BGPPeer>
         );
     }
     Ok(Some(imported))
+}
+
+/// A `BFDProfile`: MetalLB's fields are Herald's, but Herald has no Echo
+/// function, so echo mode is left off (and reported) rather than refused.
+fn bfd_profile(o: &Object, spec: &BFDProfileSpec, dropped: &mut Vec<Dropped>) -> BFDProfile {
+    let mut spec = spec.clone();
+    if spec.echo_mode == Some(true) {
+        spec.echo_mode = None;
+        dropped.push(Dropped {
+            object: o.origin.object.clone(),
+            field: "spec.echoMode".into(),
+            instead: "Herald has no BFD Echo function: imported with echo mode off; detection runs on the control packets (lower receiveInterval/transmitInterval for faster detection)".into(),
+        });
+    }
+    let imported = BFDProfile {
+        metadata: meta(&o.meta.name),
+        spec,
+        status: None,
+    };
+    if let Err(e) = imported.validate() {
+        dropped.push(Dropped {
+            object: o.origin.object.clone(),
+            field: e.field.clone(),
+            instead: format!(
+                "Herald refuses the imported profile: {}; fix it before applying",
+                e.message
+            ),
+        });
+    }
+    imported
 }
 
 /// The pools an advertisement names or selects; `None` for every pool.
