@@ -199,6 +199,7 @@ async fn preflight(client: &Client) -> Result<()> {
         ("watch", "herald.dev", "ippools", ""),
         ("watch", "herald.dev", "ipallocations", ""),
         ("watch", "herald.dev", "policyplugins", ""),
+        ("get", "herald.dev", "ipallocations", ""),
         ("create", "herald.dev", "ipallocations", ""),
         ("update", "herald.dev", "ipallocations", ""),
         ("delete", "herald.dev", "ipallocations", ""),
