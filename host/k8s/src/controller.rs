@@ -357,6 +357,7 @@ async fn preflight(client: &Client, lease: &LeaseSettings) -> Result<()> {
         ("watch", "herald.dev", "ippools", ""),
         ("watch", "herald.dev", "ipallocations", ""),
         ("watch", "herald.dev", "policyplugins", ""),
+        ("get", "herald.dev", "ipallocations", ""),
         ("create", "herald.dev", "ipallocations", ""),
         ("update", "herald.dev", "ipallocations", ""),
         ("delete", "herald.dev", "ipallocations", ""),

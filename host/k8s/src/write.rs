@@ -4,7 +4,11 @@
 //! 1. records are created, then replaced: an address is recorded before
 //!    any status shows it, and the API server's name uniqueness is the lock
 //!    (a create that answers 409 AlreadyExists means someone else holds the
-//!    address: the caller plans again once its stores show that record);
+//!    address: the caller plans again once its stores show that record —
+//!    unless the record there already says what was to be written: then it
+//!    is this controller's own, from a write its stores do not show yet, as
+//!    after the API server restarted and the records' watch is still
+//!    backing off, and the round goes on);
 //! 2. Service statuses are written (a strategic merge patch of the status
 //!    subresource), and the Events of each written one are queued
 //!    ([`crate::events`]);
@@ -87,7 +91,15 @@ async fn write_all(
                 written.records.push((name, done.resource_version()));
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
-                return Err(WriteError::Taken { name });
+                let there = records
+                    .get(&name)
+                    .await
+                    .map_err(|e| classify("get", RECORDS, e))?;
+                if !says_the_same(&there, record) {
+                    return Err(WriteError::Taken { name });
+                }
+                tracing::debug!(record = name, "already there");
+                written.records.push((name, there.resource_version()));
             }
             Err(e) => refuse(
                 classify("create", RECORDS, e),
@@ -202,6 +214,18 @@ pub async fn write_statuses(
     Ok(())
 }
 
+/// Whether the record `there` already holds what `wanted` would write: the
+/// same address, pool and Services, owned by the same Service objects.
+fn says_the_same(there: &IPAllocation, wanted: &IPAllocation) -> bool {
+    let owners = |r: &IPAllocation| -> Vec<(String, String, String)> {
+        r.owner_references()
+            .iter()
+            .map(|o| (o.kind.clone(), o.name.clone(), o.uid.clone()))
+            .collect()
+    };
+    there.spec == wanted.spec && owners(there) == owners(wanted)
+}
+
 /// Notes a record the API server refused; a failure that every other
 /// request would meet too (permission, connection) stops the round.
 fn refuse(
@@ -249,6 +273,39 @@ mod tests {
         ));
         assert!(!held_up(&change(&["198.51.100.73"]), &refused));
         assert!(!held_up(&change(&[]), &refused));
+    }
+
+    #[test]
+    fn a_record_already_there_is_ours_only_if_it_says_the_same() {
+        use herald_api::pool::{IPAllocationSpec, ServiceReference};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let record = |service: &str, uid: &str| {
+            let mut r = IPAllocation::new(
+                "198-51-100-72",
+                IPAllocationSpec {
+                    address: "198.51.100.72".to_owned(),
+                    pool: "default".to_owned(),
+                    services: vec![ServiceReference {
+                        namespace: "shop".to_owned(),
+                        name: service.to_owned(),
+                    }],
+                },
+            );
+            r.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "v1".to_owned(),
+                kind: "Service".to_owned(),
+                name: service.to_owned(),
+                uid: uid.to_owned(),
+                ..OwnerReference::default()
+            }]);
+            r
+        };
+        let mut there = record("web", "u1");
+        there.metadata.resource_version = Some("42".to_owned());
+        assert!(says_the_same(&there, &record("web", "u1")));
+        assert!(!says_the_same(&there, &record("api", "u2")));
+        // The same name, another Service object (deleted and made again).
+        assert!(!says_the_same(&there, &record("web", "u3")));
     }
 
     #[test]

@@ -13,6 +13,14 @@
 //! included); a [`ControlPlane`] of a test's own ([`ControlPlane::start`])
 //! kills them by PID when dropped.
 //!
+//! Faults, for a control plane a test owns ([`ControlPlane::start_with`]
+//! takes extra kube-apiserver flags): [`ControlPlane::kill_apiserver`]
+//! (SIGKILL by PID) and [`ControlPlane::restart_apiserver`] on the same
+//! etcd, port and certificates; [`ControlPlane::compact_etcd`] (etcd's v3
+//! JSON gateway); and a [`Relay`] in front of the API server that ends or
+//! cuts its clients' connections while kubectl keeps talking to the API
+//! server directly.
+//!
 //! Addresses: everything listens on 127.0.0.1. The Service ClusterIP
 //! ranges the API server hands out are documentation prefixes
 //! ([`SERVICE_CIDRS`]); no traffic is ever sent to them.
@@ -26,12 +34,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use herald_netns::{Error, Result, TempDir, run, wait_for};
 
 pub mod herald;
+mod relay;
+pub use relay::Relay;
 
 /// The ClusterIP ranges of the test cluster (dual-stack): documentation
 /// prefixes, so that no address the API server allocates can be anyone's.
@@ -49,7 +59,12 @@ pub struct ControlPlane {
     dir: TempDir,
     bin: PathBuf,
     etcd: Child,
-    apiserver: Child,
+    etcd_url: String,
+    /// Behind a lock so that a test can kill and restart it while other
+    /// threads use the control plane.
+    apiserver: Mutex<Child>,
+    apiserver_args: Vec<String>,
+    port: u16,
     server: String,
 }
 
@@ -186,9 +201,13 @@ fn credentials(dir: &Path) -> Result<()> {
 }
 
 /// Starts `program` so that it dies with the thread that started it
-/// (`setpriv --pdeathsig KILL`), logging to `log`.
+/// (`setpriv --pdeathsig KILL`), appending to `log`.
 fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
-    let file = std::fs::File::create(log).map_err(|e| Error(e.to_string()))?;
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error(e.to_string()))?;
     let err = file.try_clone().map_err(|e| Error(e.to_string()))?;
     Command::new("setpriv")
         .arg("--pdeathsig")
@@ -208,6 +227,13 @@ impl ControlPlane {
     /// answers `/readyz`. The processes die with the calling thread (and are
     /// killed when this is dropped).
     pub fn start() -> Result<ControlPlane> {
+        ControlPlane::start_with(&[])
+    }
+
+    /// [`ControlPlane::start`] with `flags` added to kube-apiserver's (for
+    /// a test's own control plane: `--watch-cache=false`, so that watches
+    /// are served by etcd and an etcd compaction expires them).
+    pub fn start_with(flags: &[&str]) -> Result<ControlPlane> {
         let bin = binaries()?;
         for b in ["etcd", "kube-apiserver", "kubectl"] {
             if !bin.join(b).exists() {
@@ -239,56 +265,161 @@ impl ControlPlane {
             &dir.join("etcd.log"),
         )?;
         let d = |name: &str| dir.join(name).display().to_string();
+        let mut apiserver_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={secure}"),
+            format!("--tls-cert-file={}", d("apiserver.crt")),
+            format!("--tls-private-key-file={}", d("apiserver.key")),
+            format!("--client-ca-file={}", d("ca.crt")),
+            format!("--service-account-key-file={}", d("sa.pub")),
+            format!("--service-account-signing-key-file={}", d("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
+            "--authorization-mode=Node,RBAC".to_owned(),
+            format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
+            // The `kubernetes` Service's endpoints would be 127.0.0.1,
+            // which Endpoints validation refuses: not reconciled.
+            "--endpoint-reconciler-type=none".to_owned(),
+            "--profiling=false".to_owned(),
+        ];
+        apiserver_args.extend(flags.iter().map(|f| (*f).to_owned()));
         let apiserver = spawn(
             &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--secure-port={secure}"),
-                format!("--tls-cert-file={}", d("apiserver.crt")),
-                format!("--tls-private-key-file={}", d("apiserver.key")),
-                format!("--client-ca-file={}", d("ca.crt")),
-                format!("--service-account-key-file={}", d("sa.pub")),
-                format!("--service-account-signing-key-file={}", d("sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
-                "--authorization-mode=Node,RBAC".to_owned(),
-                format!("--service-cluster-ip-range={SERVICE_CIDRS}"),
-                // The `kubernetes` Service's endpoints would be 127.0.0.1,
-                // which Endpoints validation refuses: not reconciled.
-                "--endpoint-reconciler-type=none".to_owned(),
-                "--profiling=false".to_owned(),
-            ],
+            &apiserver_args,
             &dir.join("kube-apiserver.log"),
         )?;
         let server = format!("https://127.0.0.1:{secure}");
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: herald-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: herald-test\n  context: {{cluster: herald-test, user: admin}}\ncurrent-context: herald-test\n",
-            ca = d("ca.crt"),
-            crt = d("admin.crt"),
-            key = d("admin.key"),
-        );
-        std::fs::write(dir.join("kubeconfig"), kubeconfig).map_err(|e| Error(e.to_string()))?;
         let cp = ControlPlane {
             dir,
             bin,
             etcd,
-            apiserver,
+            etcd_url,
+            apiserver: Mutex::new(apiserver),
+            apiserver_args,
+            port: secure,
             server,
         };
+        std::fs::write(cp.kubeconfig(), cp.kubeconfig_for(&cp.server))
+            .map_err(|e| Error(e.to_string()))?;
+        cp.wait_ready()?;
+        Ok(cp)
+    }
+
+    /// A kubeconfig of the admin identity for the API server at `server`.
+    fn kubeconfig_for(&self, server: &str) -> String {
+        let d = |name: &str| self.dir.join(name).display().to_string();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: herald-test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: admin\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: herald-test\n  context: {{cluster: herald-test, user: admin}}\ncurrent-context: herald-test\n",
+            ca = d("ca.crt"),
+            crt = d("admin.crt"),
+            key = d("admin.key"),
+        )
+    }
+
+    /// Waits until the API server answers `/readyz`.
+    fn wait_ready(&self) -> Result<()> {
         let ready = wait_for(
             "kube-apiserver /readyz",
             READY_TIMEOUT,
             Duration::from_millis(200),
             || {
-                cp.kubectl(&["get", "--raw", "/readyz"])
+                self.kubectl(&["get", "--raw", "/readyz"])
                     .ok()
                     .filter(|o| String::from_utf8_lossy(&o.stdout).trim() == "ok")
             },
         );
-        if let Err(e) = ready {
-            return Err(Error(format!("{e}\n{}", cp.logs())));
+        ready
+            .map(drop)
+            .map_err(|e| Error(format!("{e}\n{}", self.logs())))
+    }
+
+    /// The API server's address (`127.0.0.1:PORT`), for a [`Relay`].
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A kubeconfig of the admin identity that reaches the API server
+    /// through `relay` (the serving certificate names 127.0.0.1, so TLS
+    /// holds through it).
+    pub fn kubeconfig_via(&self, relay: &Relay) -> Result<PathBuf> {
+        let path = self
+            .dir
+            .join(format!("kubeconfig-via-{}", relay.address().port()));
+        std::fs::write(&path, self.kubeconfig_for(&relay.url()))
+            .map_err(|e| Error(e.to_string()))?;
+        Ok(path)
+    }
+
+    /// Kills kube-apiserver (SIGKILL, by PID) and reaps it; etcd keeps
+    /// running. Clients see their connections reset and new ones refused.
+    pub fn kill_apiserver(&self) -> Result<()> {
+        let mut apiserver = self.apiserver.lock().unwrap_or_else(|e| e.into_inner());
+        apiserver
+            .kill()
+            .and_then(|()| apiserver.wait().map(drop))
+            .map_err(|e| Error(format!("killing kube-apiserver: {e}")))
+    }
+
+    /// Starts kube-apiserver again with the same flags (same etcd, port and
+    /// certificates) and waits until it answers `/readyz`. Its log goes on
+    /// in the same file. Call it from the thread that started this control
+    /// plane: the new process dies with the calling thread.
+    pub fn restart_apiserver(&self) -> Result<()> {
+        let started = spawn(
+            &self.bin.join("kube-apiserver"),
+            &self.apiserver_args,
+            &self.dir.join("kube-apiserver.log"),
+        )?;
+        *self.apiserver.lock().unwrap_or_else(|e| e.into_inner()) = started;
+        self.wait_ready()
+    }
+
+    /// Compacts etcd's history up to its current revision (physically,
+    /// through etcd's v3 JSON gateway) and returns that revision: a watch
+    /// that resumes from an older `resourceVersion` and is served by etcd
+    /// (`--watch-cache=false`) is answered 410 Gone.
+    pub fn compact_etcd(&self) -> Result<u64> {
+        // Any range answers with the store's current revision.
+        let range = self.etcd_post("/v3/kv/range", r#"{"key":"Lw==","count_only":true}"#)?;
+        let revision = json_revision(&range)
+            .ok_or_else(|| Error(format!("no revision in etcd's answer: {range}")))?;
+        self.etcd_post(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        )?;
+        Ok(revision)
+    }
+
+    /// POSTs `body` to etcd's JSON gateway at `path`; returns the answer's
+    /// body, or an error with it when the status is not 200. HTTP/1.0, so
+    /// the answer is never chunked.
+    fn etcd_post(&self, path: &str, body: &str) -> Result<String> {
+        use std::io::{Read as _, Write as _};
+        let address = self
+            .etcd_url
+            .strip_prefix("http://")
+            .expect("etcd listens on plain HTTP on loopback");
+        let mut stream =
+            std::net::TcpStream::connect(address).map_err(|e| Error(format!("etcd: {e}")))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| Error(e.to_string()))?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| Error(format!("etcd: {e}")))?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| Error(format!("etcd: {e}")))?;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") {
+            Ok(body.to_owned())
+        } else {
+            Err(Error(format!("etcd POST {path}: {answer}")))
         }
-        Ok(cp)
     }
 
     /// The kubeconfig of the admin identity.
@@ -357,6 +488,29 @@ impl ControlPlane {
         Ok(out)
     }
 
+    /// Installs the CRDs `HERALD crds` prints (server-side) and waits until
+    /// they are Established. `herald` is the path of the built `herald`
+    /// binary.
+    pub fn install_crds(&self, herald: &str) -> Result<()> {
+        let crds = Command::new(herald)
+            .arg("crds")
+            .output()
+            .map_err(|e| Error(format!("{herald} crds: {e}")))?;
+        if !crds.status.success() {
+            return Err(Error(format!("{herald} crds failed ({})", crds.status)));
+        }
+        let crds = String::from_utf8_lossy(&crds.stdout);
+        self.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])
+        .map(drop)
+    }
+
     /// The last lines of etcd's and the API server's logs, for failure
     /// messages.
     pub fn logs(&self) -> String {
@@ -376,11 +530,18 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
+        let apiserver = self.apiserver.get_mut().unwrap_or_else(|e| e.into_inner());
+        for child in [apiserver, &mut self.etcd] {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// The `"revision":"N"` of an etcd JSON answer's header.
+fn json_revision(text: &str) -> Option<u64> {
+    let rest = text.split_once(r#""revision":""#)?.1;
+    rest.split('"').next()?.parse().ok()
 }
 
 /// Removes the directories of shared control planes whose test binary has
@@ -448,23 +609,6 @@ pub fn shared() -> &'static ControlPlane {
 pub fn with_crds(herald: &str) -> &'static ControlPlane {
     static ONCE: std::sync::Once = std::sync::Once::new();
     let cp = shared();
-    ONCE.call_once(|| {
-        let crds = Command::new(herald)
-            .arg("crds")
-            .output()
-            .unwrap_or_else(|e| panic!("{herald} crds: {e}"));
-        assert!(crds.status.success(), "{herald} crds failed");
-        let crds = String::from_utf8_lossy(&crds.stdout);
-        cp.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&crds))
-            .unwrap_or_else(|e| panic!("{e}"));
-        cp.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-    });
+    ONCE.call_once(|| cp.install_crds(herald).unwrap_or_else(|e| panic!("{e}")));
     cp
 }
