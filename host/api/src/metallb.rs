@@ -7,14 +7,14 @@
 //! BGPAdvertisement, Community, BFDProfile, BGPPeer; `v1beta2` BGPPeer),
 //! `List`s of them (`kubectl get -o yaml`), and the legacy ConfigMap (its
 //! `config` key: `address-pools`, `peers`, `bgp-communities`,
-//! `bfd-profiles`), which [`legacy`] turns into the same CRD shapes first,
+//! `bfd-profiles`), which `legacy` turns into the same CRD shapes first,
 //! as MetalLB's own conversion did. Field names and semantics follow
 //! MetalLB's `api/v1beta1`, `api/v1beta2` and `internal/config/config.go`.
 //!
 //! Layout:
 //! - this file: MetalLB's types (only what is read), [`read`], errors;
-//! - [`legacy`]: the ConfigMap format into the CRD shapes;
-//! - [`translate`]: the CRD shapes into Herald objects, with the report.
+//! - `legacy`: the ConfigMap format into the CRD shapes;
+//! - `translate`: the CRD shapes into Herald objects, with the report.
 
 mod legacy;
 #[cfg(test)]

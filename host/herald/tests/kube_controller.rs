@@ -584,3 +584,64 @@ fn a_record_the_api_server_refuses_holds_up_only_its_own_service() {
     );
     assert!(scope.record("198.51.100.72").is_none());
 }
+
+#[test]
+fn a_pool_edit_that_removes_an_address_releases_exactly_that_service_s_address() {
+    let _serial = serial();
+    let cp = with_crds();
+    let mut scope = Scope::new(cp, "ctl-shrink");
+    scope.pool("ctl-shrink", "198.51.100.80/29");
+    let names = ["a", "b", "c"];
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
+    for name in names {
+        scope.service(name);
+    }
+    let version = |v: &Value| {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before: Vec<(String, String, String)> = controller.wait("every Service's address", || {
+        names
+            .iter()
+            .map(|n| {
+                let svc = scope.get_service(n)?;
+                let ip = ingress(&svc).first()?.clone();
+                let record = scope.record(&ip)?;
+                Some((ip, version(&svc), version(&record)))
+            })
+            .collect()
+    });
+    let ips: Vec<&str> = before.iter().map(|(ip, _, _)| ip.as_str()).collect();
+    assert_eq!(ips, ["198.51.100.80", "198.51.100.81", "198.51.100.82"]);
+
+    // b's address leaves the pool; the pool keeps room for b elsewhere.
+    scope.apply(
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: ctl-shrink}\nspec:\n  addresses: [\"198.51.100.80/32\", \"198.51.100.82-198.51.100.87\"]\n  allocation: {namespaces: [ctl-shrink]}\n",
+    );
+    let moved = controller.wait("b to get an address inside the edited pool", || {
+        let svc = scope.get_service("b")?;
+        let ip = ingress(&svc).first()?.clone();
+        (ip != "198.51.100.81").then_some(ip)
+    });
+    assert_eq!(
+        moved, "198.51.100.83",
+        "b's new address: the lowest free one"
+    );
+    controller.wait("b's old record to be deleted", || {
+        scope.record("198.51.100.81").is_none().then_some(())
+    });
+    for i in [0, 2] {
+        let (ip, svc_version, record_version) = &before[i];
+        let svc = scope.get_service(names[i]).unwrap();
+        assert_eq!(ingress(&svc), [ip.as_str()], "{} moved", names[i]);
+        assert_eq!(&version(&svc), svc_version, "{} was written", names[i]);
+        assert_eq!(
+            &version(&scope.record(ip).unwrap()),
+            record_version,
+            "{}'s record was written",
+            names[i]
+        );
+    }
+}
