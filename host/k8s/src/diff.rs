@@ -465,10 +465,13 @@ fn sharing_conflict(
 
 /// Addresses as `a, b`.
 fn list(ips: &[IpAddr]) -> String {
-    ips.iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        write!(out, "{sep}{ip}").expect("writing to a String cannot fail");
+    }
+    out
 }
 
 /// The addresses Herald gave the Service, as its status shows them: the
