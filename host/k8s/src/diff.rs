@@ -24,7 +24,7 @@
 //! The order of the writes (records before statuses, released records
 //! last) is the driver's ([`crate::write`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use herald_api::pool::{IPAllocation, IPAllocationSpec, ServiceReference, allocation_name};
@@ -133,13 +133,16 @@ impl StatusChange {
     }
 }
 
+/// The Services by namespace and name, borrowed.
+type ByRef<'a> = HashMap<(&'a str, &'a str), &'a Service>;
+
 /// The changes that make the cluster show `plan`. `now` stamps a condition
 /// whose status changes.
 pub fn changes(plan: &Plan, objects: &Objects, now: &Time) -> Changes {
-    let services: HashMap<ServiceRef, &Service> = objects
+    let services: ByRef = objects
         .services
         .iter()
-        .map(|s| (service_ref(s), s.as_ref()))
+        .map(|s| (key(s), s.as_ref()))
         .collect();
     let mut out = Changes::default();
     records(plan, objects, &services, &mut out);
@@ -147,45 +150,83 @@ pub fn changes(plan: &Plan, objects: &Objects, now: &Time) -> Changes {
     out
 }
 
-fn service_ref(svc: &Service) -> ServiceRef {
-    ServiceRef::new(
-        svc.namespace().unwrap_or_else(|| "default".to_owned()),
-        svc.name_any(),
-    )
+/// A Service's namespace and name, as [`service_ref`] has them.
+fn key(svc: &Service) -> (&str, &str) {
+    let meta = &svc.metadata;
+    (meta.namespace.as_deref().unwrap_or("default"), name(svc))
 }
 
-fn records(
-    plan: &Plan,
-    objects: &Objects,
-    services: &HashMap<ServiceRef, &Service>,
-    out: &mut Changes,
-) {
-    let mut current: BTreeMap<String, &IPAllocation> = objects
+/// `name_any`, borrowed.
+fn name(svc: &Service) -> &str {
+    let meta = &svc.metadata;
+    meta.name
+        .as_deref()
+        .or(meta.generate_name.as_deref())
+        .unwrap_or_default()
+}
+
+fn lookup<'a>(services: &ByRef<'a>, id: &ServiceRef) -> Option<&'a Service> {
+    services
+        .get(&(id.namespace.as_str(), id.name.as_str()))
+        .copied()
+}
+
+fn service_ref(svc: &Service) -> ServiceRef {
+    let (namespace, name) = key(svc);
+    ServiceRef::new(namespace, name)
+}
+
+fn records(plan: &Plan, objects: &Objects, services: &ByRef, out: &mut Changes) {
+    let mut current: HashMap<&str, &IPAllocation> = objects
         .allocations
         .iter()
-        .map(|r| (r.name_any(), r.as_ref()))
+        .map(|r| (r.metadata.name.as_deref().unwrap_or_default(), r.as_ref()))
         .collect();
     for held in plan.allocations() {
-        let wanted = record(&held, services);
-        let name = wanted.name_any();
-        match current.remove(&name) {
-            None => out.create.push(wanted),
-            Some(have) if have.spec == wanted.spec && owners(have) == owners(&wanted) => {}
+        let name = allocation_name(held.address);
+        match current.remove(name.as_str()) {
+            None => out.create.push(record(&held, services)),
+            Some(have) if shows_held(have, &held, services) => {}
             Some(have) => {
-                let mut wanted = wanted;
+                let mut wanted = record(&held, services);
                 wanted.metadata.resource_version = have.metadata.resource_version.clone();
                 out.replace.push(wanted);
             }
         }
     }
-    out.delete = current
+    let mut gone: Vec<(String, Option<String>)> = current
         .into_iter()
-        .map(|(name, r)| (name, r.metadata.uid.clone()))
+        .map(|(name, r)| (name.to_owned(), r.metadata.uid.clone()))
         .collect();
+    gone.sort();
+    out.delete = gone;
+}
+
+/// Whether a record already is [`record`] of `held`: the same spec and
+/// owners, compared without building it.
+fn shows_held(have: &IPAllocation, held: &Held, services: &ByRef) -> bool {
+    let spec = &have.spec;
+    let owners = held
+        .services
+        .iter()
+        .filter_map(|s| lookup(services, s))
+        .filter_map(|svc| Some(("Service", name(svc), svc.metadata.uid.as_deref()?)));
+    spec.address == held.address.to_string()
+        && spec.pool == held.pool
+        && spec.services.len() == held.services.len()
+        && spec
+            .services
+            .iter()
+            .zip(&held.services)
+            .all(|(a, b)| a.namespace == b.namespace && a.name == b.name)
+        && owners.eq(have
+            .owner_references()
+            .iter()
+            .map(|o| (o.kind.as_str(), o.name.as_str(), o.uid.as_str())))
 }
 
 /// The record of a held address, owned by its Services.
-fn record(held: &Held, services: &HashMap<ServiceRef, &Service>) -> IPAllocation {
+fn record(held: &Held, services: &ByRef) -> IPAllocation {
     let mut record = IPAllocation::new(
         &allocation_name(held.address),
         IPAllocationSpec {
@@ -204,7 +245,7 @@ fn record(held: &Held, services: &HashMap<ServiceRef, &Service>) -> IPAllocation
     let owners: Vec<OwnerReference> = held
         .services
         .iter()
-        .filter_map(|s| services.get(s))
+        .filter_map(|s| lookup(services, s))
         .filter_map(|svc| {
             Some(OwnerReference {
                 api_version: "v1".to_owned(),
@@ -221,22 +262,7 @@ fn record(held: &Held, services: &HashMap<ServiceRef, &Service>) -> IPAllocation
     record
 }
 
-/// The owner references that matter for comparison.
-fn owners(record: &IPAllocation) -> Vec<(&str, &str, &str)> {
-    record
-        .owner_references()
-        .iter()
-        .map(|o| (o.kind.as_str(), o.name.as_str(), o.uid.as_str()))
-        .collect()
-}
-
-fn statuses(
-    plan: &Plan,
-    objects: &Objects,
-    services: &HashMap<ServiceRef, &Service>,
-    now: &Time,
-    out: &mut Changes,
-) {
+fn statuses(plan: &Plan, objects: &Objects, services: &ByRef, now: &Time, out: &mut Changes) {
     let mut sharers: HashMap<&str, Vec<&Outcome>> = HashMap::new();
     for outcome in &plan.services {
         if let Some(key) = &outcome.sharing_key {
@@ -244,7 +270,7 @@ fn statuses(
         }
     }
     for outcome in &plan.services {
-        let Some(svc) = services.get(&outcome.service) else {
+        let Some(svc) = lookup(services, &outcome.service) else {
             continue;
         };
         let (status, reason, message) = match &outcome.pending {
@@ -289,11 +315,14 @@ fn statuses(
         });
     }
     // Services Herald served before and serves no more.
-    let planned: std::collections::HashSet<&ServiceRef> =
-        plan.services.iter().map(|o| &o.service).collect();
+    let planned: std::collections::HashSet<(&str, &str)> = plan
+        .services
+        .iter()
+        .map(|o| (o.service.namespace.as_str(), o.service.name.as_str()))
+        .collect();
     for svc in &objects.services {
-        let id = service_ref(svc);
-        if !planned.contains(&id) && condition(svc).is_some() {
+        if condition(svc).is_some() && !planned.contains(&key(svc)) {
+            let id = service_ref(svc);
             // The API server empties `status.loadBalancer` itself when the
             // type changes: the records say what the Service held.
             let mut held = shown(svc);
@@ -436,10 +465,13 @@ fn sharing_conflict(
 
 /// Addresses as `a, b`.
 fn list(ips: &[IpAddr]) -> String {
-    ips.iter()
-        .map(IpAddr::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        write!(out, "{sep}{ip}").expect("writing to a String cannot fail");
+    }
+    out
 }
 
 /// The addresses Herald gave the Service, as its status shows them: the
