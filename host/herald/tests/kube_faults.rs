@@ -32,15 +32,17 @@
 //! built once per machine by scripts/control-plane-build.sh).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use herald_control_plane::herald::Controller;
 use herald_control_plane::{ControlPlane, Relay};
-use herald_netns::{TempDir, wait_for};
+use herald_netns::wait_for;
 use serde_json::Value;
+
+/// The built `herald` binary.
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 /// How long the cluster may take to show what the controller decided after
 /// a fault ends (the controller's write retries and the watchers' backoff
@@ -63,55 +65,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn serial() -> MutexGuard<'static, ()> {
     // A failed test poisons the lock; the next test starts clean anyway.
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A running `herald controller`, killed on drop.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Controller {
-    fn start(kubeconfig: &Path) -> Controller {
-        let dir = TempDir::new("hflt").unwrap();
-        let log = dir.path().join("controller.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("controller")
-            .env("KUBECONFIG", kubeconfig)
-            .env("HERALD_LOG", "info,herald_k8s=debug")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start herald controller");
-        Controller {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for `what` to hold, failing with the controller's log.
-    fn wait<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
-        wait_for(what, SETTLE, POLL, check)
-            .unwrap_or_else(|e| panic!("{e}\n--- controller log ---\n{}", self.log()))
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- controller log ---\n{}", self.log());
-        }
-    }
 }
 
 /// A test's own control plane with Herald's CRDs and one namespace.
@@ -333,7 +286,7 @@ fn the_controller_finishes_after_the_api_server_is_killed_mid_stream() {
     let _serial = serial();
     let cluster = Cluster::start(&[], "faults-kill");
     cluster.pool("kill", "198.51.100.0/26");
-    let controller = Controller::start(&cluster.cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cluster.cp.kubeconfig());
     let names: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let stop = AtomicBool::new(false);
@@ -403,7 +356,7 @@ fn watches_ending_every_few_seconds_miss_no_change() {
         .kubeconfig_via(&relay)
         .unwrap_or_else(|e| panic!("{e}"));
     cluster.pool("first", "198.51.100.64/29");
-    let controller = Controller::start(&kubeconfig);
+    let controller = Controller::start(HERALD, &kubeconfig);
     let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let stop = AtomicBool::new(false);
@@ -512,7 +465,7 @@ fn a_compaction_that_expires_the_watch_loses_no_change() {
         .kubeconfig_via(&relay)
         .unwrap_or_else(|e| panic!("{e}"));
     cluster.pool("gone", "198.51.100.80/29");
-    let controller = Controller::start(&kubeconfig);
+    let controller = Controller::start(HERALD, &kubeconfig);
     cluster.service("a");
     cluster.service("b");
     let before = cluster.wait_settled(&controller, &["a", "b"]);
@@ -546,7 +499,7 @@ fn statuses_overwritten_by_another_client_are_restored() {
     let _serial = serial();
     let cluster = Cluster::start(&[], "faults-status");
     cluster.pool("status", "198.51.100.96/29");
-    let controller = Controller::start(&cluster.cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cluster.cp.kubeconfig());
     let names = ["a", "b", "c", "d"];
     for name in names {
         cluster.service(name);

@@ -13,13 +13,17 @@
 //! built once per machine by scripts/control-plane-build.sh).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use herald_control_plane::ControlPlane;
+use herald_control_plane::herald::Controller;
 use herald_netns::{TempDir, wait_for};
 use serde_json::Value;
+
+/// The built `herald` binary.
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
 /// How long the controller may take to record what it found.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -35,49 +39,6 @@ fn kubectl(cp: &ControlPlane, args: &[&str], input: Option<&str>) -> String {
         .kubectl_with_input(args, input)
         .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// A running `herald controller`, killed on drop.
-struct Controller {
-    child: Child,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Controller {
-    fn start(kubeconfig: &Path) -> Controller {
-        let dir = TempDir::new("himp").unwrap();
-        let log = dir.path().join("controller.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("controller")
-            .env("KUBECONFIG", kubeconfig)
-            .env("HERALD_LOG", "info,herald_k8s=debug")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start herald controller");
-        Controller {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- controller log ---\n{}", self.log());
-        }
-    }
 }
 
 /// The Services MetalLB served, by namespace/name, with the address it
@@ -181,7 +142,7 @@ fn switching_from_metallb_moves_no_address_and_records_every_one() {
         assert_eq!(ingress(cp, ns, name), [ip]);
     }
 
-    let controller = Controller::start(&cp.kubeconfig());
+    let controller = Controller::start(HERALD, &cp.kubeconfig());
     let want: BTreeMap<String, String> = SERVICES
         .iter()
         .map(|(ns, name, ip, _)| (ip.to_string(), format!("{ns}/{name}")))
