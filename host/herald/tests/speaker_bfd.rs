@@ -341,3 +341,71 @@ fn bird_with_bfd_on_drops_a_hung_nodes_routes_within_the_detection_time() {
         "BIRD names BFD as the reason:\n{protocols}"
     );
 }
+
+/// Graceful restart beside BFD (docs/bfd.md, "The C bit and graceful
+/// restart"): with `gracefulRestart` on the peer, a speaker that dies and
+/// comes back is a restart, not a path failure. Its kernel closes the TCP
+/// connection at once, so FRR is already keeping the node's routes as
+/// stale when BFD goes Down a detection time later, and it keeps them
+/// (whether or not it is told to look at the C bit, which Herald sends
+/// clear); the new session refreshes them. The route is never withdrawn;
+/// without `gracefulRestart` it is withdrawn at once (the test fails).
+#[test]
+fn a_restarting_speaker_keeps_its_route_at_frr_with_graceful_restart_beside_bfd() {
+    let _serial = lock();
+    let lab = Lab::bfd_lab();
+    let conf = frr_conf().replace(
+        " no bgp ebgp-requires-policy\n",
+        " no bgp ebgp-requires-policy\n bgp graceful-restart\n",
+    );
+    let _frr = lab.frr_daemons(&conf, &["bfdd", "bgpd"]);
+    lab.bfd_manifests();
+    lab.write(
+        "peers.yaml",
+        &bgp_lab::peer(
+            "tor-v4",
+            ROUTER_V4,
+            ROUTER_ASN,
+            NODE_ASN,
+            HOLD_TIME,
+            "  families: [ipv4]\n  bfdProfile: fast\n  gracefulRestart: true\n",
+        ),
+    );
+    lab.wait_listening();
+    let herald = lab.herald();
+    lab.wait("BFD to be up and FRR to hold the IPv4 route", || {
+        lab.frr_bfd(NODE_V4).as_deref() == Some("up") && lab.frr_has(VIP_V4)
+    });
+
+    // The speaker dies (SIGKILL): its TCP connection closes and its BFD
+    // stops. FRR's BFD sees the session go down within the detection time,
+    // and FRR must keep the route all along.
+    drop(herald);
+    let killed = Instant::now();
+    let mut bfd_down = None;
+    while killed.elapsed() < Duration::from_secs(3) {
+        if !lab.frr_has(VIP_V4) {
+            lab.fail(&format!(
+                "FRR withdrew the route {:?} after the kill: the restart was taken for a failure",
+                killed.elapsed()
+            ));
+        }
+        if bfd_down.is_none() && lab.frr_bfd(NODE_V4).as_deref() != Some("up") {
+            bfd_down = Some(killed.elapsed());
+        }
+        std::thread::sleep(FAST_POLL);
+    }
+    assert!(
+        bfd_down.is_some(),
+        "FRR's BFD session never went down: the test would show nothing"
+    );
+
+    // The speaker comes back: the session is re-established and the route
+    // is still there, refreshed.
+    let _herald = lab.herald();
+    lab.wait("BGP to be re-established", || lab.frr_established(NODE_V4));
+    lab.wait("BFD to be up again", || {
+        lab.frr_bfd(NODE_V4).as_deref() == Some("up")
+    });
+    assert!(lab.frr_has(VIP_V4), "the route is gone after the restart");
+}
