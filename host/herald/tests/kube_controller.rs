@@ -11,7 +11,7 @@
 //! The controller is the built `herald` binary, run as a child process
 //! that is killed when the test ends (its log is shown on failure;
 //! `herald_control_plane::herald`). Tests
-//! that run a controller take [`SERIAL`]: a controller serves the whole
+//! that run a controller take `herald_control_plane::herald::serial`: a controller serves the whole
 //! cluster. Each test has its own namespace and pools, and its pools admit
 //! only its namespace (`allocation.namespaces`), so a leftover of another
 //! test can never serve it. Addresses are in 198.51.100.0/24; the cluster's
@@ -22,8 +22,8 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 
+use herald_control_plane::herald::serial;
 use herald_control_plane::herald::{Controller, POLL, SETTLE, Scope, condition, ingress};
 use herald_control_plane::{ControlPlane, shared};
 use herald_netns::{TempDir, wait_for};
@@ -31,14 +31,6 @@ use serde_json::Value;
 
 /// The `herald` binary under test.
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-
-/// One controller at a time: each serves every namespace.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next test starts clean anyway.
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The shared control plane with Herald's CRDs installed.
 fn with_crds() -> &'static ControlPlane {

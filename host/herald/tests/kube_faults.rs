@@ -23,7 +23,7 @@
 //!
 //! The controller is the built `herald` binary, run as a child process
 //! that is killed when the test ends (its log is shown on failure). The
-//! tests run one at a time ([`SERIAL`]): each starts an etcd, an API
+//! tests run one at a time (`herald_control_plane::herald::serial`): each starts an etcd, an API
 //! server and a controller, and a two-core machine runs one such set well.
 //! Addresses are in 198.51.100.0/24; the cluster's ClusterIPs are
 //! 203.0.113.0/24.
@@ -33,10 +33,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use herald_control_plane::herald::Controller;
+use herald_control_plane::herald::serial;
 use herald_control_plane::{ControlPlane, Relay};
 use herald_netns::wait_for;
 use serde_json::Value;
@@ -58,14 +58,6 @@ const ENDING: Duration = Duration::from_secs(2);
 /// that ended is resumed at once, so a change is seen within a second or so
 /// (a watcher left backing off would take up to 30 s).
 const CHANGE_BOUND: Duration = Duration::from_secs(10);
-
-/// One fault test at a time (see the crate docs).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next test starts clean anyway.
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A test's own control plane with Herald's CRDs and one namespace.
 struct Cluster {

@@ -10,7 +10,7 @@
 //!
 //! Replicas are the built `herald` binary, run as child processes killed
 //! by PID when a test ends (their logs are shown on failure). Tests take
-//! [`SERIAL`] (a leader serves the whole cluster); each has its own
+//! `herald_control_plane::herald::serial` (a leader serves the whole cluster); each has its own
 //! namespace, Lease (in that namespace) and pool, which admits only that
 //! namespace. Services are IPv6 single-stack (the cluster is dual-stack):
 //! 500 Services need more ClusterIPs than its IPv4 range, 203.0.113.0/24,
@@ -24,10 +24,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use herald_control_plane::ControlPlane;
+use herald_control_plane::herald::serial;
 use herald_netns::{TempDir, wait_for};
 use serde_json::Value;
 
@@ -44,14 +44,6 @@ const ALL_ALLOCATED: Duration = Duration::from_secs(180);
 const SETTLE: Duration = Duration::from_secs(30);
 /// How often kubectl looks while waiting.
 const POLL: Duration = Duration::from_millis(100);
-
-/// One test at a time: a leader serves every namespace.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next test starts clean anyway.
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A running `herald controller` replica, killed by PID on drop.
 struct Replica {

@@ -7,7 +7,7 @@
 //! error of a broken one) and `kubectl get policyplugins`.
 //!
 //! As in kube_controller.rs: the controller is the built `herald` binary
-//! (`herald_control_plane::herald`), one at a time ([`SERIAL`]); each test
+//! (`herald_control_plane::herald`), one at a time (`herald_control_plane::herald::serial`); each test
 //! has its own namespace and pools, and its pools admit only its
 //! namespace. Addresses are in 198.51.100.128/25.
 //!
@@ -15,22 +15,14 @@
 //! components (`HERALD_PLUGIN_DIR`, else `target/plugins`).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
 
 use herald_control_plane::ControlPlane;
+use herald_control_plane::herald::serial;
 use herald_control_plane::herald::{Controller, Scope, condition, ingress};
 use serde_json::Value;
 
 /// The `herald` binary under test.
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
-
-/// One controller at a time: each serves every namespace.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next test starts clean anyway.
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn with_crds() -> &'static ControlPlane {
     herald_control_plane::with_crds(HERALD)

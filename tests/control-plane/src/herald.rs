@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_netns::{TempDir, wait_for};
@@ -17,6 +18,16 @@ use crate::ControlPlane;
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// How often kubectl looks while waiting.
 pub const POLL: Duration = Duration::from_millis(200);
+
+/// One controller at a time in a test binary (each binary has its own
+/// lock): a controller serves every namespace.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the test binary's one-controller-at-a-time lock (also after a test
+/// panicked holding it: the next test starts clean anyway).
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A running `herald controller`, killed on drop.
 pub struct Controller {
