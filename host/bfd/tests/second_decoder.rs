@@ -7,53 +7,27 @@
 
 use herald_bfd::packet::{Diag, Packet, State, decode, encode};
 
-/// A pcap file (LINKTYPE_RAW: bare IPv4 packets) with one UDP datagram
-/// from 192.0.2.1:50000 to 192.0.2.2:3784, TTL 255, per payload.
-fn pcap(payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&101u32.to_le_bytes());
-    for (i, payload) in payloads.iter().enumerate() {
-        let total = 28 + payload.len();
-        let mut packet = Vec::with_capacity(total);
-        packet.extend_from_slice(&[0x45, 0]);
-        packet.extend_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
-        packet.extend_from_slice(&[0, 0, 0x40, 0, 255, 17, 0, 0]);
-        packet.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
-        packet.extend_from_slice(&50000u16.to_be_bytes());
-        packet.extend_from_slice(&3784u16.to_be_bytes());
-        packet.extend_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
-        packet.extend_from_slice(&[0, 0]);
-        packet.extend_from_slice(payload);
-        let len = u32::try_from(packet.len()).unwrap();
-        out.extend_from_slice(&u32::try_from(i).unwrap().to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&packet);
-    }
-    out
-}
-
+/// What tcpdump prints for one UDP datagram per payload, from
+/// 192.0.2.1:50000 to 192.0.2.2:3784, TTL 255.
 fn tcpdump(payloads: &[Vec<u8>]) -> String {
-    let path = std::env::temp_dir().join(format!("herald-bfd-{}.pcap", std::process::id()));
-    std::fs::write(&path, pcap(payloads)).unwrap();
-    let out = std::process::Command::new("tcpdump")
-        .args(["-nn", "-vvv", "-r"])
-        .arg(&path)
-        .output()
-        .expect("tcpdump runs");
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let packets: Vec<Vec<u8>> = payloads
+        .iter()
+        .map(|payload| {
+            let total = 28 + payload.len();
+            let mut packet = Vec::with_capacity(total);
+            packet.extend_from_slice(&[0x45, 0]);
+            packet.extend_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
+            packet.extend_from_slice(&[0, 0, 0x40, 0, 255, 17, 0, 0]);
+            packet.extend_from_slice(&[192, 0, 2, 1, 192, 0, 2, 2]);
+            packet.extend_from_slice(&50000u16.to_be_bytes());
+            packet.extend_from_slice(&3784u16.to_be_bytes());
+            packet.extend_from_slice(&u16::try_from(8 + payload.len()).unwrap().to_be_bytes());
+            packet.extend_from_slice(&[0, 0]);
+            packet.extend_from_slice(payload);
+            packet
+        })
+        .collect();
+    herald_netns::tcpdump(&packets).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

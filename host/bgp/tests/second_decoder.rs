@@ -13,39 +13,28 @@ use herald_bgp::rib::{Attributes, Encoding, RibOut, Routes, end_of_rib};
 use herald_bgp::wire::encode;
 use herald_core::bgp::{Asn, Community};
 
-/// A pcap file (LINKTYPE_RAW: bare IPv4 packets) with one TCP segment from
-/// port 179 per message.
-fn pcap(messages: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&101u32.to_le_bytes());
+/// One TCP segment from port 179 per message, as bare IPv4 packets.
+fn segments(messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut seq = 1u32;
-    for (i, m) in messages.iter().enumerate() {
-        let total = 40 + m.len();
-        let mut packet = Vec::with_capacity(total);
-        packet.extend_from_slice(&[0x45, 0]);
-        packet.extend_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
-        packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-        packet.extend_from_slice(&[192, 0, 2, 2, 192, 0, 2, 1]);
-        packet.extend_from_slice(&179u16.to_be_bytes());
-        packet.extend_from_slice(&40000u16.to_be_bytes());
-        packet.extend_from_slice(&seq.to_be_bytes());
-        packet.extend_from_slice(&1u32.to_be_bytes());
-        packet.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
-        packet.extend_from_slice(m);
-        seq += u32::try_from(m.len()).unwrap();
-        let len = u32::try_from(packet.len()).unwrap();
-        out.extend_from_slice(&u32::try_from(i).unwrap().to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&packet);
-    }
-    out
+    messages
+        .iter()
+        .map(|m| {
+            let total = 40 + m.len();
+            let mut packet = Vec::with_capacity(total);
+            packet.extend_from_slice(&[0x45, 0]);
+            packet.extend_from_slice(&u16::try_from(total).unwrap().to_be_bytes());
+            packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+            packet.extend_from_slice(&[192, 0, 2, 2, 192, 0, 2, 1]);
+            packet.extend_from_slice(&179u16.to_be_bytes());
+            packet.extend_from_slice(&40000u16.to_be_bytes());
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&1u32.to_be_bytes());
+            packet.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+            packet.extend_from_slice(m);
+            seq += u32::try_from(m.len()).unwrap();
+            packet
+        })
+        .collect()
 }
 
 fn split(mut bytes: &[u8]) -> Vec<Vec<u8>> {
@@ -58,21 +47,9 @@ fn split(mut bytes: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// What tcpdump prints for the messages, one TCP segment each.
 fn tcpdump(messages: &[Vec<u8>]) -> String {
-    let path = std::env::temp_dir().join(format!("herald-bgp-{}.pcap", std::process::id()));
-    std::fs::write(&path, pcap(messages)).unwrap();
-    let out = std::process::Command::new("tcpdump")
-        .args(["-nn", "-vvv", "-r"])
-        .arg(&path)
-        .output()
-        .expect("tcpdump runs");
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    herald_netns::tcpdump(&segments(messages)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -400,6 +400,33 @@ pub fn wait_for<T>(
     }
 }
 
+/// What tcpdump (`-nn -vvv`) prints for `packets`, bare IPv4 packets
+/// written to a capture file (pcap, LINKTYPE_RAW) one per record: a second,
+/// independent decoder for the bytes Herald sends.
+pub fn tcpdump(packets: &[Vec<u8>]) -> Result<String> {
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&101u32.to_le_bytes());
+    for (i, packet) in packets.iter().enumerate() {
+        let len = u32::try_from(packet.len()).map_err(|e| Error(e.to_string()))?;
+        let seconds = u32::try_from(i).map_err(|e| Error(e.to_string()))?;
+        pcap.extend_from_slice(&seconds.to_le_bytes());
+        pcap.extend_from_slice(&0u32.to_le_bytes());
+        pcap.extend_from_slice(&len.to_le_bytes());
+        pcap.extend_from_slice(&len.to_le_bytes());
+        pcap.extend_from_slice(packet);
+    }
+    let dir = TempDir::new("hpcap")?;
+    let path = dir.join("packets.pcap");
+    std::fs::write(&path, pcap).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+    let out = run("tcpdump", &["-nn", "-vvv", "-r", &path.to_string_lossy()])?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
